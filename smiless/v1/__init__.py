@@ -1,0 +1,1 @@
+"""Generated gRPC code for the smiless.v1 contracts (see protos/)."""
