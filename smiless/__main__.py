@@ -1,0 +1,3 @@
+from smiless.cli.main import app
+
+app(prog_name="smiless")

@@ -1,0 +1,37 @@
+"""The worker backend interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from smiless.catalogue import HardwareConfig
+
+
+class BackendError(RuntimeError):
+    """An instance could not be started (the message says why, with the worker's log tail)."""
+
+
+@dataclass
+class StartedWorker:
+    instance_id: str
+    address: str  # host:port of the worker's gRPC endpoint
+    spawned_at: float  # epoch seconds of the start command
+    ready_at: float
+    phases: dict[str, float] = field(default_factory=dict)  # phase -> seconds
+
+
+class WorkerBackend(Protocol):
+    name: str
+
+    async def start(self, instance_id: str, model: str, config: HardwareConfig) -> StartedWorker:
+        """Start a worker and return once its health check says SERVING."""
+
+    async def stop(self, instance_id: str) -> None:
+        """Stop gracefully within the backend's deadline, then force."""
+
+    async def wait_exit(self, instance_id: str) -> int:
+        """Return the worker's exit code once it has exited."""
+
+    async def close(self) -> None:
+        """Stop every instance this backend started."""

@@ -1,0 +1,127 @@
+"""Process backend: each instance is a local child process running `python -m smiless.worker`.
+
+For machines without Docker and for GPU hosts without a container GPU runtime. The
+hardware config becomes torch's intra-op thread count (no hard CPU limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from smiless.backends.base import BackendError, StartedWorker
+from smiless.catalogue import HardwareConfig
+from smiless.v1 import worker_pb2, worker_pb2_grpc
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_serving(address: str, deadline: float, alive: asyncio.Task[int] | None = None) -> None:
+    """Poll the standard health check until SERVING; fail fast if the process exits."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if alive is not None and alive.done():
+                raise BackendError(f"worker exited with code {alive.result()} before it was ready")
+            try:
+                resp = await stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.time() > deadline:
+                raise BackendError(f"worker at {address} not ready before the start timeout")
+            await asyncio.sleep(0.05)
+
+
+async def describe(address: str) -> worker_pb2.DescribeResponse:
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await worker_pb2_grpc.WorkerStub(channel).Describe(worker_pb2.DescribeRequest(), timeout=5)
+
+
+class ProcessBackend:
+    name = "process"
+
+    def __init__(self, host: str = "127.0.0.1", start_timeout_s: float = 120.0, stop_timeout_s: float = 5.0, log_dir: Path | None = None) -> None:
+        self.host = host
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="smiless-workers-"))
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.exits: dict[str, asyncio.Task[int]] = {}
+
+    def _log_tail(self, instance_id: str, lines: int = 5) -> str:
+        try:
+            text = (self.log_dir / f"{instance_id}.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+    async def start(self, instance_id: str, model: str, config: HardwareConfig) -> StartedWorker:
+        port = free_port(self.host)
+        address = f"{self.host}:{port}"
+        spawned = time.time()
+        env = {**os.environ, "SMILESS_WORKER_SPAWNED_AT": f"{spawned:.6f}", "OMP_NUM_THREADS": str(max(1, math.floor(config.cores)))}
+        log = open(self.log_dir / f"{instance_id}.log", "wb")  # noqa: SIM115 - owned by the child
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "smiless.worker",
+                "--model", model, "--config", config.name,
+                "--threads", str(max(1, math.floor(config.cores))),
+                "--host", self.host, "--port", str(port),
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        self.procs[instance_id] = proc
+        self.exits[instance_id] = asyncio.create_task(proc.wait())
+        try:
+            await wait_serving(address, spawned + self.start_timeout_s, self.exits[instance_id])
+            info = await describe(address)
+        except (BackendError, grpc.aio.AioRpcError) as exc:
+            await self.stop(instance_id)
+            tail = self._log_tail(instance_id)
+            raise BackendError(f"{model} on {config.name}: {exc}" + (f" (log: {tail})" if tail else "")) from exc
+        ready = time.time()
+        phases = {p.name: p.duration.ToNanoseconds() / 1e9 for p in info.init_phases}
+        return StartedWorker(instance_id, address, spawned, ready, phases)
+
+    async def wait_exit(self, instance_id: str) -> int:
+        task = self.exits.get(instance_id)
+        if task is None:
+            raise BackendError(f"unknown instance {instance_id}")
+        return await asyncio.shield(task)
+
+    async def stop(self, instance_id: str) -> None:
+        proc = self.procs.pop(instance_id, None)
+        task = self.exits.pop(instance_id, None)
+        if proc is None or task is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(task), self.stop_timeout_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+        await task
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.stop(i) for i in list(self.procs)), return_exceptions=True)

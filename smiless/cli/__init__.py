@@ -1,0 +1,1 @@
+"""The `smiless` command line."""

@@ -1,0 +1,312 @@
+"""`smiless`: run the services, manage apps, invoke them, read reports.
+
+Every read command takes `--json`. User mistakes (unreachable gateway, a bad file, an
+unknown app) print one clear line and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import grpc
+import numpy as np
+import typer
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.table import Table
+
+from smiless import appspec, tensors, zoo
+from smiless.config import SERVICE_NAMES, Settings
+from smiless.v1 import gateway_pb2, gateway_pb2_grpc
+
+app = typer.Typer(help="smiless: serverless serving of DAG-based inference under one SLA.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+apps_app = typer.Typer(help="Register, list, show and delete apps.", no_args_is_help=True)
+app.add_typer(apps_app, name="apps")
+console = Console()
+err = Console(stderr=True)
+
+GatewayOpt = Annotated[str | None, typer.Option("--gateway", envvar="SMILESS_GATEWAY_ADDR",
+                                                help="Gateway address (default 127.0.0.1:50051).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+T = TypeVar("T")
+
+
+def fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def gateway(address: str | None) -> Iterator[gateway_pb2_grpc.GatewayStub]:
+    addr = address or Settings().gateway_addr
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=5)
+        except grpc.FutureTimeoutError:
+            fail(f"cannot reach the gateway at {addr}: is `smiless up` running? (set --gateway or SMILESS_GATEWAY_ADDR)")
+        yield gateway_pb2_grpc.GatewayStub(channel)
+
+
+def call(fn: Callable[..., T], request: Message, timeout: float = 30.0) -> T:
+    try:
+        return fn(request, timeout=timeout)
+    except grpc.RpcError as exc:
+        fail(f"{exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+        raise AssertionError from exc
+
+
+def to_dict(msg: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def secs(d: Any) -> float:
+    return float(d.ToNanoseconds()) / 1e9
+
+
+# --- serve / up ------------------------------------------------------------------------------
+@app.command()
+def serve(
+    name: Annotated[str, typer.Argument(help="gateway | profiler | predictor | optimizer")],
+    host: Annotated[str | None, typer.Option(help="Bind address [SMILESS_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: the service's address setting).")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="[SMILESS_REDIS_URL]")] = None,
+    log_level: Annotated[str | None, typer.Option(help="[SMILESS_LOG_LEVEL]")] = None,
+) -> None:
+    """Run one service (config from flags and SMILESS_* variables)."""
+    if name not in SERVICE_NAMES:
+        fail(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}")
+    from pydantic import ValidationError
+
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "redis_url": redis_url, "log_level": log_level}.items() if v}
+    try:
+        settings = Settings(**overrides)
+        if port is not None:
+            settings = settings.model_copy(update={f"{name}_addr": f"{settings.host}:{port}"})
+    except ValidationError as exc:
+        fail(f"invalid configuration: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        raise
+    from smiless import logs
+    from smiless.server import serve as run_service
+    from smiless.services import build
+    from smiless.store import Store
+
+    logs.setup(settings.log_level, settings.log_format)
+    store = Store(settings.redis_url, settings.redis_timeout_s)
+    asyncio.run(run_service(build(name, settings, store), settings, store))
+
+
+@app.command()
+def up(
+    examples: Annotated[bool, typer.Option("--examples", help="Register the three example apps.")] = False,
+    data_dir: Annotated[Path, typer.Option(help="Redis data and service logs.")] = Path(".smiless"),
+) -> None:
+    """Start Redis and the four services on loopback; Ctrl-C stops everything."""
+    from smiless.cli.stack import LocalStack, StackError
+
+    stack = LocalStack(data_dir.resolve(), redis_url=os.environ.get("SMILESS_REDIS_URL"),
+                       ports={n: Settings().service_port(n) for n in SERVICE_NAMES})
+    with console.status("starting redis and the services..."):
+        try:
+            stack.start()
+        except StackError as exc:
+            fail(str(exc))
+    table = Table(title="smiless is up")
+    for col in ("service", "address", "log"):
+        table.add_column(col)
+    table.add_row("redis", str(stack.redis_url), str(data_dir / "redis"))
+    for name, addr in stack.addresses.items():
+        table.add_row(name, addr, str(stack.log_path(name)))
+    console.print(table)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if examples:
+            with gateway(stack.addresses["gateway"]) as stub:
+                for path in appspec.example_paths():
+                    spec = appspec.load_file(path)
+                    call(stub.RegisterApp, gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True))
+                    console.print(f"registered [bold]{spec.name}[/bold]: smiless invoke {spec.name}")
+        console.print("Ctrl-C to stop.")
+        while not stopping:
+            for name, proc in stack.procs.items():
+                if proc.poll() is not None:
+                    err.print(f"[red]{name} exited with code {proc.returncode}[/red]; stopping")
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        with console.status("stopping..."):
+            stack.stop()
+        console.print("stopped.")
+
+
+# --- apps ------------------------------------------------------------------------------------
+@apps_app.command("register")
+def apps_register(
+    file: Annotated[Path, typer.Argument(help="App spec (YAML or JSON).")],
+    replace: Annotated[bool, typer.Option(help="Replace an app of the same name.")] = False,
+    gw: GatewayOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register an app from a spec file."""
+    try:
+        spec = appspec.load_file(file)
+    except appspec.AppSpecError as exc:
+        fail(f"{file}: {exc}")
+        raise
+    with gateway(gw) as stub:
+        resp = call(stub.RegisterApp, gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=replace))
+    if as_json:
+        print_json(to_dict(resp))
+        return
+    console.print(f"registered [bold]{spec.name}[/bold] (version {resp.app.version}, {len(spec.functions)} functions)")
+    for w in resp.warnings:
+        console.print(f"[yellow]note:[/yellow] {w}")
+
+
+@apps_app.command("list")
+def apps_list(gw: GatewayOpt = None, as_json: JsonOpt = False) -> None:
+    """List registered apps."""
+    with gateway(gw) as stub:
+        resp = call(stub.ListApps, gateway_pb2.ListAppsRequest())
+    if as_json:
+        print_json(to_dict(resp).get("apps", []))
+        return
+    table = Table()
+    for col in ("app", "sla (s)", "functions", "entry", "version"):
+        table.add_column(col)
+    for a in resp.apps:
+        spec = appspec.from_proto(a.spec)
+        table.add_row(spec.name, f"{spec.sla_s:g}", str(len(spec.functions)), spec.entry, str(a.version))
+    console.print(table)
+
+
+@apps_app.command("show")
+def apps_show(name: str, gw: GatewayOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one app's DAG."""
+    with gateway(gw) as stub:
+        resp = call(stub.GetApp, gateway_pb2.GetAppRequest(name=name))
+    if as_json:
+        print_json(to_dict(resp.app))
+        return
+    spec = appspec.from_proto(resp.app.spec)
+    console.print(f"[bold]{spec.name}[/bold]  sla {spec.sla_s:g} s  version {resp.app.version}")
+    if spec.description:
+        console.print(spec.description)
+    table = Table()
+    for col in ("function", "model", "input", "output", "feeds"):
+        table.add_column(col)
+    for f in spec.functions:
+        m = zoo.MODELS.get(f.model)
+        table.add_row(f.name, f.model, m.input.describe() if m else "?", m.output.describe() if m else "?",
+                      ", ".join(spec.children(f.name)))
+    console.print(table)
+
+
+@apps_app.command("delete")
+def apps_delete(name: str, gw: GatewayOpt = None) -> None:
+    """Delete an app."""
+    with gateway(gw) as stub:
+        call(stub.DeleteApp, gateway_pb2.DeleteAppRequest(name=name))
+    console.print(f"deleted {name}")
+
+
+# --- invoke / status -------------------------------------------------------------------------
+@app.command()
+def invoke(
+    name: Annotated[str, typer.Argument(help="App name.")],
+    input_file: Annotated[Path | None, typer.Option("--input", help=".npy file; default: an example input.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the example input.")] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
+    gw: GatewayOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Invoke an app once and show its outputs and per-stage timings."""
+    with gateway(gw) as stub:
+        if input_file is not None:
+            try:
+                x = np.load(input_file, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                fail(f"--input: cannot read {input_file}: {exc}")
+                raise
+        else:
+            got = call(stub.GetApp, gateway_pb2.GetAppRequest(name=name))
+            spec = appspec.from_proto(got.app.spec)
+            x = zoo.MODELS[spec.model_of(spec.entry)].example_input(seed)
+        try:
+            tensor = tensors.to_proto(x)
+        except tensors.TensorError as exc:
+            fail(f"--input: {exc}")
+            raise
+        resp = call(stub.Invoke, gateway_pb2.InvokeRequest(app=name, input=tensor), timeout=timeout)
+    outputs = {k: tensors.from_proto(v) for k, v in resp.outputs.items()}
+    if as_json:
+        doc = to_dict(resp)
+        doc["outputs"] = {k: {"dtype": v.dtype.name, "shape": list(v.shape), "head": v.ravel()[:8].tolist()}
+                          for k, v in outputs.items()}
+        print_json(doc)
+        return
+    table = Table(title=f"{name}: {secs(resp.latency) * 1000:.1f} ms, "
+                        f"{'SLA met' if resp.sla_met else 'SLA missed'}{', cold' if resp.cold else ''}")
+    for col in ("stage", "config", "start ms", "latency ms", "queueing ms", "inference ms", "cold"):
+        table.add_column(col)
+    for st in resp.stages:
+        table.add_row(st.function, st.config, f"{secs(st.start_offset) * 1000:.1f}", f"{secs(st.latency) * 1000:.1f}",
+                      f"{secs(st.queueing) * 1000:.1f}", f"{secs(st.inference) * 1000:.1f}", "yes" if st.cold else "")
+    console.print(table)
+    for k, v in outputs.items():
+        console.print(f"output [bold]{k}[/bold]: {v.dtype}{list(v.shape)}")
+
+
+SERVING_NAMES = {gateway_pb2.SERVING_STATUS_SERVING: "SERVING", gateway_pb2.SERVING_STATUS_NOT_SERVING: "NOT_SERVING",
+                 gateway_pb2.SERVING_STATUS_UNREACHABLE: "UNREACHABLE"}
+
+
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="Only this app.")] = None,
+    gw: GatewayOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Health of the services and, per app, invocations, latency and instances."""
+    with gateway(gw) as stub:
+        resp = call(stub.GetStatus, gateway_pb2.GetStatusRequest(app=name or ""))
+    if as_json:
+        doc = to_dict(resp)
+        for s in doc.get("services", []):
+            s["status"] = s["status"].removeprefix("SERVING_STATUS_")
+        print_json(doc)
+        return
+    table = Table(title="services" + (" (degraded)" if resp.degraded else ""))
+    for col in ("service", "address", "status"):
+        table.add_column(col)
+    for s in resp.services:
+        table.add_row(s.name, s.address, SERVING_NAMES.get(s.status, "?"))
+    console.print(table)
+    apps = Table(title="apps")
+    for col in ("app", "sla s", "invocations", "violations", "p50 ms", "p99 ms", "instances"):
+        apps.add_column(col)
+    for a in resp.apps:
+        apps.add_row(a.name, f"{secs(a.sla):g}", str(a.invocations), str(a.sla_violations),
+                     f"{secs(a.p50_latency) * 1000:.1f}", f"{secs(a.p99_latency) * 1000:.1f}", str(len(a.instances)))
+    console.print(apps)

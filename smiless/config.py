@@ -1,0 +1,50 @@
+"""The one typed configuration object, read from `SMILESS_*` environment variables and
+overridden by command-line flags.
+
+Every field's default is documented in its description; `smiless serve --help` and the
+README list them. Services get one `Settings` instance at start-up and never read the
+environment themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["gateway", "profiler", "predictor", "optimizer"]
+SERVICE_NAMES: tuple[ServiceName, ...] = ("gateway", "profiler", "predictor", "optimizer")
+DEFAULT_PORTS: dict[str, int] = {"gateway": 50051, "profiler": 50052, "predictor": 50053, "optimizer": 50054}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMILESS_", extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address every service binds to.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding all shared state.")
+    gateway_addr: str = Field("127.0.0.1:50051", description="Where the gateway listens / is reached.")
+    profiler_addr: str = Field("127.0.0.1:50052", description="Where the profiler listens / is reached.")
+    predictor_addr: str = Field("127.0.0.1:50053", description="Where the predictor listens / is reached.")
+    optimizer_addr: str = Field("127.0.0.1:50054", description="Where the optimizer listens / is reached.")
+    grace_period_s: float = Field(10.0, gt=0, description="SIGTERM: time in-flight calls get to finish.")
+    redis_timeout_s: float = Field(2.0, gt=0, description="Socket timeout of Redis calls.")
+    redis_check_interval_s: float = Field(1.0, gt=0, description="How often health re-checks Redis.")
+    log_level: str = Field("INFO", description="Python logging level.")
+    log_format: Literal["json", "text"] = Field("json", description="Structured JSON lines or text.")
+    catalogue: Path | None = Field(None, description="Hardware catalogue YAML; the packaged one if unset.")
+    default_config: str = Field("cpu-1", description="Hardware config for instances without a plan.")
+    worker_backend: Literal["process", "docker"] = Field("process", description="How instances run.")
+    worker_start_timeout_s: float = Field(120.0, gt=0, description="Longest wait for a worker to be ready.")
+    worker_stop_timeout_s: float = Field(5.0, gt=0, description="Graceful stop deadline before a kill.")
+    invoke_timeout_s: float = Field(60.0, gt=0, description="Upper bound of one invocation.")
+    max_message_mb: int = Field(64, gt=0, description="Largest gRPC message accepted or sent.")
+    invocation_retention: int = Field(100_000, gt=0, description="Invocation records kept per app.")
+    arrival_retention_s: float = Field(7 * 86400.0, gt=0, description="Arrival history kept per app.")
+
+    def service_addr(self, name: str) -> str:
+        return str(getattr(self, f"{name}_addr"))
+
+    def service_port(self, name: str) -> int:
+        return int(self.service_addr(name).rsplit(":", 1)[1])

@@ -1,0 +1,174 @@
+"""Optimizer service. It owns the instances: nothing else starts or stops workers.
+
+This foundation version serves `EnsureInstance` (one instance per function, on the
+default hardware config, started on demand) and `ListInstances`, and records every
+instance's lifetime. Planning (`Plan`, `ExplainPlan`) arrives with the optimizer issue;
+until then those answer UNIMPLEMENTED and `GetPlan` serves whatever plan is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import grpc
+
+from smiless import logs
+from smiless.backends.base import BackendError, WorkerBackend
+from smiless.backends.process import ProcessBackend
+from smiless.catalogue import HardwareConfig, load_catalogue
+from smiless.config import Settings
+from smiless.server import RpcError, rpc
+from smiless.services.common import require_app
+from smiless.store import Store
+from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc
+
+log = logging.getLogger("smiless.optimizer")
+LIVE = (common_pb2.INSTANCE_STATE_STARTING, common_pb2.INSTANCE_STATE_READY)
+
+
+def _ts(msg: object, seconds: float) -> None:
+    msg.FromNanoseconds(round(seconds * 1e9))  # type: ignore[attr-defined]
+
+
+class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
+    name = "optimizer"
+
+    def __init__(self, settings: Settings, store: Store, backend: WorkerBackend | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalogue = load_catalogue(settings.catalogue)
+        if settings.default_config not in self.catalogue:
+            raise SystemExit(f"smiless optimizer: default_config {settings.default_config!r} is not in the catalogue")
+        self.backend: WorkerBackend = backend or ProcessBackend(
+            settings.host, settings.worker_start_timeout_s, settings.worker_stop_timeout_s
+        )
+        self.instances: dict[str, common_pb2.Instance] = {}
+        self.locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.watchers: set[asyncio.Task[None]] = set()
+
+    def add_to_server(self, server: grpc.aio.Server) -> list[str]:
+        optimizer_pb2_grpc.add_OptimizerServicer_to_server(self, server)
+        return ["smiless.v1.Optimizer"]
+
+    async def start(self) -> None:
+        # Instances left in the registry by a previous run of this backend cannot be
+        # controlled any more (process workers); record them as stopped now.
+        for inst in await self.store.list_instances():
+            if inst.backend == self.backend.name:
+                inst.state = common_pb2.INSTANCE_STATE_STOPPED
+                _ts(inst.stopped_at, time.time())
+                await self.store.put_instance(inst)
+
+    async def stop(self) -> None:
+        for w in self.watchers:
+            w.cancel()
+        await asyncio.gather(*(self._stop_instance(i) for i in list(self.instances)), return_exceptions=True)
+        await self.backend.close()
+
+    # --- instances -----------------------------------------------------------------------
+    async def _stop_instance(self, instance_id: str) -> None:
+        inst = self.instances.pop(instance_id, None)
+        await self.backend.stop(instance_id)
+        if inst is not None:
+            inst.state = common_pb2.INSTANCE_STATE_STOPPED
+            _ts(inst.stopped_at, time.time())
+            await self.store.put_instance(inst)
+            logs.event(log, "instance stopped", instance=instance_id, function=inst.function)
+
+    async def _watch(self, instance_id: str) -> None:
+        """Mark an instance FAILED as soon as its worker exits on its own."""
+        code = await self.backend.wait_exit(instance_id)
+        inst = self.instances.pop(instance_id, None)
+        if inst is None:
+            return
+        inst.state = common_pb2.INSTANCE_STATE_FAILED
+        _ts(inst.stopped_at, time.time())
+        await self.backend.stop(instance_id)
+        with contextlib.suppress(Exception):
+            await self.store.put_instance(inst)
+        logs.event(log, "instance failed", logging.WARNING, instance=instance_id, exit_code=code)
+
+    async def _start_instance(self, app: str, function: str, model: str, config: HardwareConfig) -> common_pb2.Instance:
+        instance_id = f"{app}-{function}-{uuid.uuid4().hex[:8]}"
+        inst = common_pb2.Instance(
+            id=instance_id, app=app, function=function, model=model, config=config.name,
+            state=common_pb2.INSTANCE_STATE_STARTING, backend=self.backend.name,
+            price_per_hour=config.price_per_hour,
+        )
+        _ts(inst.started_at, time.time())
+        await self.store.put_instance(inst)
+        try:
+            started = await self.backend.start(instance_id, model, config)
+        except BackendError as exc:
+            inst.state = common_pb2.INSTANCE_STATE_FAILED
+            _ts(inst.stopped_at, time.time())
+            await self.store.put_instance(inst)
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, f"instance of {function}: {exc}") from exc
+        _ts(inst.started_at, started.spawned_at)
+        _ts(inst.ready_at, started.ready_at)
+        inst.address = started.address
+        inst.state = common_pb2.INSTANCE_STATE_READY
+        for name, seconds in started.phases.items():
+            phase = inst.init_phases.add(name=name)
+            phase.duration.FromNanoseconds(round(seconds * 1e9))
+        self.instances[instance_id] = inst
+        await self.store.put_instance(inst)
+        task = asyncio.create_task(self._watch(instance_id))
+        self.watchers.add(task)
+        task.add_done_callback(self.watchers.discard)
+        logs.event(log, "instance ready", instance=instance_id, model=model, config=config.name,
+                   init_s=round(started.ready_at - started.spawned_at, 3))
+        return inst
+
+    @rpc
+    async def EnsureInstance(
+        self, request: optimizer_pb2.EnsureInstanceRequest, context: grpc.aio.ServicerContext
+    ) -> optimizer_pb2.EnsureInstanceResponse:
+        app = await require_app(self.store, request.app)
+        models = {f.name: f.model for f in app.spec.functions}
+        if request.function not in models:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"function: app {request.app!r} has no function {request.function!r}")
+        key = (request.app, request.function)
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:  # concurrent callers join the one start
+            for inst in self.instances.values():
+                if (inst.app, inst.function) == key and inst.state == common_pb2.INSTANCE_STATE_READY:
+                    return optimizer_pb2.EnsureInstanceResponse(instance=inst, started=False)
+            config = self.catalogue[self.settings.default_config]
+            inst = await self._start_instance(request.app, request.function, models[request.function], config)
+            return optimizer_pb2.EnsureInstanceResponse(instance=inst, started=True)
+
+    @rpc
+    async def ListInstances(
+        self, request: optimizer_pb2.ListInstancesRequest, context: grpc.aio.ServicerContext
+    ) -> optimizer_pb2.ListInstancesResponse:
+        found = [
+            i for i in await self.store.list_instances()
+            if (not request.app or i.app == request.app) and (not request.function or i.function == request.function)
+        ]
+        return optimizer_pb2.ListInstancesResponse(instances=sorted(found, key=lambda i: i.id))
+
+    # --- plans ---------------------------------------------------------------------------
+    @rpc
+    async def Plan(self, request: optimizer_pb2.PlanRequest, context: grpc.aio.ServicerContext) -> optimizer_pb2.PlanResponse:
+        await require_app(self.store, request.app)
+        raise RpcError(grpc.StatusCode.UNIMPLEMENTED, "Plan: the planner is not implemented yet")
+
+    @rpc
+    async def GetPlan(self, request: optimizer_pb2.GetPlanRequest, context: grpc.aio.ServicerContext) -> optimizer_pb2.GetPlanResponse:
+        await require_app(self.store, request.app)
+        plan = await self.store.get_plan(request.app)
+        if plan is None:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"app: no plan stored for {request.app!r}")
+        return optimizer_pb2.GetPlanResponse(plan=plan)
+
+    @rpc
+    async def ExplainPlan(
+        self, request: optimizer_pb2.ExplainPlanRequest, context: grpc.aio.ServicerContext
+    ) -> optimizer_pb2.ExplainPlanResponse:
+        await require_app(self.store, request.app)
+        raise RpcError(grpc.StatusCode.UNIMPLEMENTED, "ExplainPlan: the planner is not implemented yet")

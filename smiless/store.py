@@ -1,0 +1,216 @@
+"""The Redis layer: the one place that knows the key schema.
+
+Key schema (all keys start with `smiless:`; values are serialised protobuf messages
+unless noted):
+
+| key                                   | type   | holds                                             |
+|---------------------------------------|--------|---------------------------------------------------|
+| smiless:apps                          | hash   | app name -> gateway.App                           |
+| smiless:profiles:{model}              | hash   | hardware kind ("cpu"/"gpu") -> profiler.Profile   |
+| smiless:profile-versions:{model}:{kind} | list | every stored Profile, oldest first                |
+| smiless:arrivals:{app}                | stream | one entry per arrival; the entry id is the time   |
+| smiless:plans                         | hash   | app name -> optimizer.AppPlan                     |
+| smiless:instances                     | hash   | instance id -> common.Instance (live registry)    |
+| smiless:instances:events              | pubsub | instance ids whose registry entry changed         |
+| smiless:lifetimes                     | hash   | instance id -> common.Instance (start/ready/stop, |
+|                                       |        | config, price): the basis of every cost figure    |
+| smiless:invocations:{app}             | stream | fields: latency_ms, sla_met, cold, request_id     |
+
+Streams give O(1) appends, range reads by time (entry ids are milliseconds since the
+epoch) and bounded retention (MAXLEN / MINID trimming).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from smiless.v1 import common_pb2, gateway_pb2, optimizer_pb2, profiler_pb2
+
+PREFIX = "smiless:"
+APPS = PREFIX + "apps"
+PLANS = PREFIX + "plans"
+INSTANCES = PREFIX + "instances"
+INSTANCE_EVENTS = PREFIX + "instances:events"
+LIFETIMES = PREFIX + "lifetimes"
+
+StoreError = RedisError
+
+
+def profiles_key(model: str) -> str:
+    return f"{PREFIX}profiles:{model}"
+
+
+def profile_versions_key(model: str, kind: str) -> str:
+    return f"{PREFIX}profile-versions:{model}:{kind}"
+
+
+def arrivals_key(app: str) -> str:
+    return f"{PREFIX}arrivals:{app}"
+
+
+def invocations_key(app: str) -> str:
+    return f"{PREFIX}invocations:{app}"
+
+
+@dataclass(frozen=True)
+class InvocationRecord:
+    at: float  # epoch seconds of the gateway's receipt
+    latency_ms: float
+    sla_met: bool
+    cold: bool
+    request_id: str
+
+
+class Store:
+    """Typed access to everything smiless keeps in Redis."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+        self.url = url
+        self.redis: aioredis.Redis = aioredis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=5
+        )
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # apps ---------------------------------------------------------------------------------
+    async def put_app(self, app: gateway_pb2.App) -> None:
+        await self.redis.hset(APPS, app.spec.name, app.SerializeToString())
+
+    async def create_app(self, app: gateway_pb2.App) -> bool:
+        """Store only if absent; False when an app of that name exists."""
+        return bool(await self.redis.hsetnx(APPS, app.spec.name, app.SerializeToString()))
+
+    async def get_app(self, name: str) -> gateway_pb2.App | None:
+        raw = await self.redis.hget(APPS, name)
+        return gateway_pb2.App.FromString(raw) if raw is not None else None
+
+    async def list_apps(self) -> list[gateway_pb2.App]:
+        raw = await self.redis.hgetall(APPS)
+        return sorted((gateway_pb2.App.FromString(v) for v in raw.values()), key=lambda a: a.spec.name)
+
+    async def delete_app(self, name: str) -> bool:
+        pipe = self.redis.pipeline()
+        pipe.hdel(APPS, name)
+        pipe.hdel(PLANS, name)
+        removed, _ = await pipe.execute()
+        return bool(removed)
+
+    # profiles -----------------------------------------------------------------------------
+    async def put_profile(self, profile: profiler_pb2.Profile, kind: str) -> None:
+        raw = profile.SerializeToString()
+        pipe = self.redis.pipeline()
+        pipe.hset(profiles_key(profile.model), kind, raw)
+        pipe.rpush(profile_versions_key(profile.model, kind), raw)
+        await pipe.execute()
+
+    async def get_profiles(self, model: str) -> dict[str, profiler_pb2.Profile]:
+        raw = await self.redis.hgetall(profiles_key(model))
+        return {k.decode(): profiler_pb2.Profile.FromString(v) for k, v in raw.items()}
+
+    # arrivals -----------------------------------------------------------------------------
+    async def record_arrivals(self, app: str, times: list[float], retention_s: float) -> None:
+        """Append arrivals (epoch seconds) in one round trip; trim what is older than retention."""
+        if not times:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        key = arrivals_key(app)
+        for t in times:
+            pipe.xadd(key, {"t": f"{t:.6f}"}, id=f"{int(t * 1000)}-*")
+        pipe.xtrim(key, minid=int((times[-1] - retention_s) * 1000), approximate=True)
+        await pipe.execute()
+
+    async def arrivals(self, app: str, start: float | None = None, end: float | None = None) -> list[float]:
+        lo = str(int(start * 1000)) if start is not None else "-"
+        hi = str(int(end * 1000)) if end is not None else "+"
+        rows = await self.redis.xrange(arrivals_key(app), lo, hi)
+        return [float(fields[b"t"]) for _, fields in rows]
+
+    # plans --------------------------------------------------------------------------------
+    async def put_plan(self, plan: optimizer_pb2.AppPlan) -> None:
+        await self.redis.hset(PLANS, plan.app, plan.SerializeToString())
+
+    async def get_plan(self, app: str) -> optimizer_pb2.AppPlan | None:
+        raw = await self.redis.hget(PLANS, app)
+        return optimizer_pb2.AppPlan.FromString(raw) if raw is not None else None
+
+    # instances ----------------------------------------------------------------------------
+    async def put_instance(self, inst: common_pb2.Instance) -> None:
+        """Write the registry entry and its lifetime record, then notify subscribers."""
+        raw = inst.SerializeToString()
+        pipe = self.redis.pipeline()
+        if inst.state in (common_pb2.INSTANCE_STATE_STOPPED, common_pb2.INSTANCE_STATE_FAILED):
+            pipe.hdel(INSTANCES, inst.id)
+        else:
+            pipe.hset(INSTANCES, inst.id, raw)
+        pipe.hset(LIFETIMES, inst.id, raw)
+        pipe.publish(INSTANCE_EVENTS, inst.id)
+        await pipe.execute()
+
+    async def list_instances(self) -> list[common_pb2.Instance]:
+        raw = await self.redis.hgetall(INSTANCES)
+        return [common_pb2.Instance.FromString(v) for v in raw.values()]
+
+    async def lifetimes(self) -> list[common_pb2.Instance]:
+        raw = await self.redis.hgetall(LIFETIMES)
+        return [common_pb2.Instance.FromString(v) for v in raw.values()]
+
+    async def instance_events(self) -> AsyncIterator[str]:
+        """Yield instance ids as their registry entries change (until cancelled)."""
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(INSTANCE_EVENTS)
+        try:
+            async for msg in pubsub.listen():
+                if msg.get("type") == "message":
+                    yield msg["data"].decode()
+        finally:
+            await pubsub.aclose()
+
+    # invocations --------------------------------------------------------------------------
+    async def record_invocations(self, app: str, records: list[InvocationRecord], keep: int) -> None:
+        if not records:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        key = invocations_key(app)
+        for r in records:
+            pipe.xadd(
+                key,
+                {
+                    "latency_ms": f"{r.latency_ms:.3f}",
+                    "sla_met": int(r.sla_met),
+                    "cold": int(r.cold),
+                    "request_id": r.request_id,
+                },
+                id=f"{int(r.at * 1000)}-*",
+                maxlen=keep,
+                approximate=True,
+            )
+        await pipe.execute()
+
+    async def invocations(self, app: str, start: float | None = None, end: float | None = None) -> list[InvocationRecord]:
+        lo = str(int(start * 1000)) if start is not None else "-"
+        hi = str(int(end * 1000)) if end is not None else "+"
+        rows = await self.redis.xrange(invocations_key(app), lo, hi)
+        out = []
+        for entry_id, f in rows:
+            ms = int(entry_id.split(b"-")[0])
+            out.append(
+                InvocationRecord(
+                    at=ms / 1000.0,
+                    latency_ms=float(f[b"latency_ms"]),
+                    sla_met=f[b"sla_met"] == b"1",
+                    cold=f[b"cold"] == b"1",
+                    request_id=f[b"request_id"].decode(),
+                )
+            )
+        return out

@@ -1,0 +1,39 @@
+"""Entry point: `python -m smiless.worker --model NAME --config cpu-1 --port P`.
+
+Timing starts here, before torch is imported, so the runtime-import phase is measured.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.time()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="smiless-worker")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--config", default="cpu-1")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the config's cores)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    from smiless import zoo
+
+    if zoo.get(args.model) is None:
+        print(f"smiless-worker: unknown model {args.model!r}", file=sys.stderr)
+        raise SystemExit(2)
+    spawned = float(os.environ.get("SMILESS_WORKER_SPAWNED_AT", STARTED))
+    from smiless.worker.server import run
+
+    asyncio.run(run(args.model, args.config, args.threads, args.host, args.port, args.seed, spawned, STARTED))
+
+
+if __name__ == "__main__":
+    main()
