@@ -7,6 +7,7 @@ committed files are stale. Run: python scripts/genproto.py [OUT_ROOT]
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,8 @@ def generate(out_root: Path) -> list[Path]:
     out = out_root / "smiless" / "v1"
     out.mkdir(parents=True, exist_ok=True)
     include = Path(grpc_tools.__file__).parent / "_proto"
+    # protoc finds the mypy plugins on PATH; they sit beside this interpreter.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     args = [
         "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",

@@ -137,13 +137,16 @@ def validate(spec: AppSpec) -> AppSpec:
     seen: set[str] = set()
     for i, fn in enumerate(spec.functions):
         if not NAME_RE.match(fn.name):
-            raise AppSpecError(f"functions[{i}].name", f"{fn.name!r} must be lowercase letters, digits or '-'")
+            raise AppSpecError(
+                f"functions[{i}].name", f"{fn.name!r} must be lowercase letters, digits or '-'"
+            )
         if fn.name in seen:
             raise AppSpecError(f"functions[{i}].name", f"duplicate function name {fn.name!r}")
         seen.add(fn.name)
         if zoo.get(fn.model) is None:
             raise AppSpecError(
-                f"functions[{i}].model", f"unknown model {fn.model!r} (known: {', '.join(sorted(zoo.MODELS))})"
+                f"functions[{i}].model",
+                f"unknown model {fn.model!r} (known: {', '.join(sorted(zoo.MODELS))})",
             )
     pairs: set[tuple[str, str]] = set()
     for i, (s, t) in enumerate(spec.edges):
@@ -162,7 +165,9 @@ def validate(spec: AppSpec) -> AppSpec:
         raise AppSpecError("edges", f"cycle {' -> '.join(cycle)}")
     roots = [n for n in names if not spec.parents(n)]
     if len(roots) != 1:
-        raise AppSpecError("edges", f"several roots ({', '.join(roots)}); an app has exactly one entry function")
+        raise AppSpecError(
+            "edges", f"several roots ({', '.join(roots)}); an app has exactly one entry function"
+        )
     for i, fn in enumerate(spec.functions):
         parents = spec.parents(fn.name)
         if parents:
@@ -209,7 +214,11 @@ def from_dict(doc: Any) -> AppSpec:
         raise AppSpecError("functions", "must be a list of {name, model}")
     fns: list[FunctionSpec] = []
     for i, f in enumerate(functions):
-        if not isinstance(f, dict) or not isinstance(f.get("name"), str) or not isinstance(f.get("model"), str):
+        if (
+            not isinstance(f, dict)
+            or not isinstance(f.get("name"), str)
+            or not isinstance(f.get("model"), str)
+        ):
             raise AppSpecError(f"functions[{i}]", "must be a mapping with string name and model")
         fns.append(FunctionSpec(f["name"], f["model"]))
     edges_doc = doc.get("edges") or []
@@ -223,7 +232,9 @@ def from_dict(doc: Any) -> AppSpec:
             edges.append((e[0], e[1]))
         else:
             raise AppSpecError(f"edges[{i}]", "must be [source, target] or {source, target}")
-    return AppSpec(str(doc["name"]), _parse_sla(doc["sla"]), tuple(fns), tuple(edges), str(doc.get("description", "")))
+    return AppSpec(
+        str(doc["name"]), _parse_sla(doc["sla"]), tuple(fns), tuple(edges), str(doc.get("description", ""))
+    )
 
 
 def load_file(path: str | Path) -> AppSpec:
@@ -236,7 +247,9 @@ def load_file(path: str | Path) -> AppSpec:
     try:
         doc = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise AppSpecError("(file)", f"{p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from exc
+        raise AppSpecError(
+            "(file)", f"{p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}"
+        ) from exc
     return validate(from_dict(doc))
 
 

@@ -8,7 +8,7 @@ simulation see the same catalogue on every machine.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     CPU = "cpu"
     GPU = "gpu"
 

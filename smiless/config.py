@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", description="Structured JSON lines or text.")
     catalogue: Path | None = Field(None, description="Hardware catalogue YAML; the packaged one if unset.")
     default_config: str = Field("cpu-1", description="Hardware config for instances without a plan.")
-    worker_backend: Literal["process", "docker"] = Field("process", description="How instances run.")
+    worker_backend: Literal["process"] = Field("process", description="How instances run (process children).")
     worker_start_timeout_s: float = Field(120.0, gt=0, description="Longest wait for a worker to be ready.")
     worker_stop_timeout_s: float = Field(5.0, gt=0, description="Graceful stop deadline before a kill.")
     invoke_timeout_s: float = Field(60.0, gt=0, description="Upper bound of one invocation.")

@@ -95,7 +95,9 @@ async def _watch_redis(store: Store, health: HealthServicer, names: list[str], i
         ok = await store.ping()
         if ok != serving:
             serving = ok
-            status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            status = (
+                health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
             for n in names:
                 await health.set(n, status)
             logs.event(log, "redis reachable again" if ok else "redis lost", logging.WARNING, url=store.url)

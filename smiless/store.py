@@ -197,7 +197,9 @@ class Store:
             )
         await pipe.execute()
 
-    async def invocations(self, app: str, start: float | None = None, end: float | None = None) -> list[InvocationRecord]:
+    async def invocations(
+        self, app: str, start: float | None = None, end: float | None = None
+    ) -> list[InvocationRecord]:
         lo = str(int(start * 1000)) if start is not None else "-"
         hi = str(int(end * 1000)) if end is not None else "+"
         rows = await self.redis.xrange(invocations_key(app), lo, hi)

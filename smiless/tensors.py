@@ -10,7 +10,7 @@ import numpy as np
 
 from smiless.v1 import common_pb2
 
-_TO_NUMPY: dict[int, np.dtype[np.generic]] = {
+_TO_NUMPY: dict[common_pb2.DataType.ValueType, np.dtype[np.generic]] = {
     common_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
     common_pb2.DATA_TYPE_FLOAT16: np.dtype("<f2"),
     common_pb2.DATA_TYPE_INT64: np.dtype("<i8"),
@@ -18,14 +18,14 @@ _TO_NUMPY: dict[int, np.dtype[np.generic]] = {
     common_pb2.DATA_TYPE_UINT8: np.dtype("u1"),
     common_pb2.DATA_TYPE_BOOL: np.dtype("?"),
 }
-_FROM_NUMPY: dict[str, int] = {dt.name: code for code, dt in _TO_NUMPY.items()}
+_FROM_NUMPY: dict[str, common_pb2.DataType.ValueType] = {dt.name: code for code, dt in _TO_NUMPY.items()}
 
 
 class TensorError(ValueError):
     pass
 
 
-def dtype_code(name: str) -> int:
+def dtype_code(name: str) -> common_pb2.DataType.ValueType:
     try:
         return _FROM_NUMPY[np.dtype(name).name]
     except (KeyError, TypeError) as exc:

@@ -80,7 +80,9 @@ def _crops(max_len: int = 16) -> TensorSpec:
 
 _MODELS = [
     # Voice-Assistant
-    ModelSpec("speechrecognition", "speech recognition", TensorSpec("float32", (AUDIO_SAMPLES,)), _tokens(32)),
+    ModelSpec(
+        "speechrecognition", "speech recognition", TensorSpec("float32", (AUDIO_SAMPLES,)), _tokens(32)
+    ),
     ModelSpec("topicmodeling", "topic modelling", _tokens(), TensorSpec("int64", (8,))),
     ModelSpec("nameentityrecognition", "named-entity recognition", _tokens(), _tokens()),
     ModelSpec("textgeneration", "text generation", _tokens(128), TensorSpec("int64", (16,))),
@@ -95,7 +97,9 @@ _MODELS = [
     ModelSpec("distilbert", "DistilBERT classification", _tokens(), _tokens(65)),
     ModelSpec("questionanswering", "question answering", _tokens(65), TensorSpec("int64", (2,))),
     # Small / benchmark models
-    ModelSpec("tiny-mlp", "trivial MLP (benchmarks)", TensorSpec("float32", (16,)), TensorSpec("float32", (16,)), 64),
+    ModelSpec(
+        "tiny-mlp", "trivial MLP (benchmarks)", TensorSpec("float32", (16,)), TensorSpec("float32", (16,)), 64
+    ),
 ]
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in _MODELS}
@@ -121,7 +125,5 @@ def check_edge(parents: Sequence[ModelSpec], child: ModelSpec) -> str | None:
     if want.variable:
         longest = sum(p.output.max_len if p.output.variable else p.output.shape[0] for p in parents)
         if longest > want.max_len:
-            return (
-                f"{child.name} takes at most {want.max_len} rows but its parents can send {longest}"
-            )
+            return f"{child.name} takes at most {want.max_len} rows but its parents can send {longest}"
     return None

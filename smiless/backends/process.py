@@ -51,13 +51,22 @@ async def wait_serving(address: str, deadline: float, alive: asyncio.Task[int] |
 
 async def describe(address: str) -> worker_pb2.DescribeResponse:
     async with grpc.aio.insecure_channel(address) as channel:
-        return await worker_pb2_grpc.WorkerStub(channel).Describe(worker_pb2.DescribeRequest(), timeout=5)
+        resp: worker_pb2.DescribeResponse = await worker_pb2_grpc.WorkerStub(channel).Describe(
+            worker_pb2.DescribeRequest(), timeout=5
+        )
+        return resp
 
 
 class ProcessBackend:
     name = "process"
 
-    def __init__(self, host: str = "127.0.0.1", start_timeout_s: float = 120.0, stop_timeout_s: float = 5.0, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        start_timeout_s: float = 120.0,
+        stop_timeout_s: float = 5.0,
+        log_dir: Path | None = None,
+    ) -> None:
         self.host = host
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -76,15 +85,31 @@ class ProcessBackend:
         port = free_port(self.host)
         address = f"{self.host}:{port}"
         spawned = time.time()
-        env = {**os.environ, "SMILESS_WORKER_SPAWNED_AT": f"{spawned:.6f}", "OMP_NUM_THREADS": str(max(1, math.floor(config.cores)))}
+        env = {
+            **os.environ,
+            "SMILESS_WORKER_SPAWNED_AT": f"{spawned:.6f}",
+            "OMP_NUM_THREADS": str(max(1, math.floor(config.cores))),
+        }
         log = open(self.log_dir / f"{instance_id}.log", "wb")  # noqa: SIM115 - owned by the child
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "smiless.worker",
-                "--model", model, "--config", config.name,
-                "--threads", str(max(1, math.floor(config.cores))),
-                "--host", self.host, "--port", str(port),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                sys.executable,
+                "-m",
+                "smiless.worker",
+                "--model",
+                model,
+                "--config",
+                config.name,
+                "--threads",
+                str(max(1, math.floor(config.cores))),
+                "--host",
+                self.host,
+                "--port",
+                str(port),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
                 start_new_session=True,
             )
         finally:
@@ -97,7 +122,9 @@ class ProcessBackend:
         except (BackendError, grpc.aio.AioRpcError) as exc:
             await self.stop(instance_id)
             tail = self._log_tail(instance_id)
-            raise BackendError(f"{model} on {config.name}: {exc}" + (f" (log: {tail})" if tail else "")) from exc
+            raise BackendError(
+                f"{model} on {config.name}: {exc}" + (f" (log: {tail})" if tail else "")
+            ) from exc
         ready = time.time()
         phases = {p.name: p.duration.ToNanoseconds() / 1e9 for p in info.init_phases}
         return StartedWorker(instance_id, address, spawned, ready, phases)

@@ -29,15 +29,22 @@ from smiless import appspec, tensors, zoo
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc
 
-app = typer.Typer(help="smiless: serverless serving of DAG-based inference under one SLA.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="smiless: serverless serving of DAG-based inference under one SLA.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 apps_app = typer.Typer(help="Register, list, show and delete apps.", no_args_is_help=True)
 app.add_typer(apps_app, name="apps")
 console = Console()
 err = Console(stderr=True)
 
-GatewayOpt = Annotated[str | None, typer.Option("--gateway", envvar="SMILESS_GATEWAY_ADDR",
-                                                help="Gateway address (default 127.0.0.1:50051).")]
+GatewayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway", envvar="SMILESS_GATEWAY_ADDR", help="Gateway address (default 127.0.0.1:50051)."
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 T = TypeVar("T")
 
@@ -54,7 +61,8 @@ def gateway(address: str | None) -> Iterator[gateway_pb2_grpc.GatewayStub]:
         try:
             grpc.channel_ready_future(channel).result(timeout=5)
         except grpc.FutureTimeoutError:
-            fail(f"cannot reach the gateway at {addr}: is `smiless up` running? (set --gateway or SMILESS_GATEWAY_ADDR)")
+            hint = "is `smiless up` running? (--gateway, SMILESS_GATEWAY_ADDR)"
+            fail(f"cannot reach the gateway at {addr}: {hint}")
         yield gateway_pb2_grpc.GatewayStub(channel)
 
 
@@ -62,12 +70,14 @@ def call(fn: Callable[..., T], request: Message, timeout: float = 30.0) -> T:
     try:
         return fn(request, timeout=timeout)
     except grpc.RpcError as exc:
-        fail(f"{exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+        fail(f"{exc.code().name}: {exc.details()}")
         raise AssertionError from exc
 
 
 def to_dict(msg: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return json_format.MessageToDict(
+        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 def print_json(doc: Any) -> None:
@@ -92,7 +102,9 @@ def serve(
         fail(f"unknown service {name!r}; choose one of {', '.join(SERVICE_NAMES)}")
     from pydantic import ValidationError
 
-    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "redis_url": redis_url, "log_level": log_level}.items() if v}
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"host": host, "redis_url": redis_url, "log_level": log_level}.items() if v
+    }
     try:
         settings = Settings(**overrides)
         if port is not None:
@@ -118,8 +130,11 @@ def up(
     """Start Redis and the four services on loopback; Ctrl-C stops everything."""
     from smiless.cli.stack import LocalStack, StackError
 
-    stack = LocalStack(data_dir.resolve(), redis_url=os.environ.get("SMILESS_REDIS_URL"),
-                       ports={n: Settings().service_port(n) for n in SERVICE_NAMES})
+    stack = LocalStack(
+        data_dir.resolve(),
+        redis_url=os.environ.get("SMILESS_REDIS_URL"),
+        ports={n: Settings().service_port(n) for n in SERVICE_NAMES},
+    )
     with console.status("starting redis and the services..."):
         try:
             stack.start()
@@ -145,7 +160,10 @@ def up(
             with gateway(stack.addresses["gateway"]) as stub:
                 for path in appspec.example_paths():
                     spec = appspec.load_file(path)
-                    call(stub.RegisterApp, gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True))
+                    call(
+                        stub.RegisterApp,
+                        gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True),
+                    )
                     console.print(f"registered [bold]{spec.name}[/bold]: smiless invoke {spec.name}")
         console.print("Ctrl-C to stop.")
         while not stopping:
@@ -175,11 +193,15 @@ def apps_register(
         fail(f"{file}: {exc}")
         raise
     with gateway(gw) as stub:
-        resp = call(stub.RegisterApp, gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=replace))
+        resp = call(
+            stub.RegisterApp, gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=replace)
+        )
     if as_json:
         print_json(to_dict(resp))
         return
-    console.print(f"registered [bold]{spec.name}[/bold] (version {resp.app.version}, {len(spec.functions)} functions)")
+    console.print(
+        f"registered [bold]{spec.name}[/bold] (version {resp.app.version}, {len(spec.functions)} functions)"
+    )
     for w in resp.warnings:
         console.print(f"[yellow]note:[/yellow] {w}")
 
@@ -218,8 +240,13 @@ def apps_show(name: str, gw: GatewayOpt = None, as_json: JsonOpt = False) -> Non
         table.add_column(col)
     for f in spec.functions:
         m = zoo.MODELS.get(f.model)
-        table.add_row(f.name, f.model, m.input.describe() if m else "?", m.output.describe() if m else "?",
-                      ", ".join(spec.children(f.name)))
+        table.add_row(
+            f.name,
+            f.model,
+            m.input.describe() if m else "?",
+            m.output.describe() if m else "?",
+            ", ".join(spec.children(f.name)),
+        )
     console.print(table)
 
 
@@ -235,7 +262,9 @@ def apps_delete(name: str, gw: GatewayOpt = None) -> None:
 @app.command()
 def invoke(
     name: Annotated[str, typer.Argument(help="App name.")],
-    input_file: Annotated[Path | None, typer.Option("--input", help=".npy file; default: an example input.")] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help=".npy file; default: an example input.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the example input.")] = 0,
     timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 120.0,
     gw: GatewayOpt = None,
@@ -262,24 +291,38 @@ def invoke(
     outputs = {k: tensors.from_proto(v) for k, v in resp.outputs.items()}
     if as_json:
         doc = to_dict(resp)
-        doc["outputs"] = {k: {"dtype": v.dtype.name, "shape": list(v.shape), "head": v.ravel()[:8].tolist()}
-                          for k, v in outputs.items()}
+        doc["outputs"] = {
+            k: {"dtype": v.dtype.name, "shape": list(v.shape), "head": v.ravel()[:8].tolist()}
+            for k, v in outputs.items()
+        }
         print_json(doc)
         return
-    table = Table(title=f"{name}: {secs(resp.latency) * 1000:.1f} ms, "
-                        f"{'SLA met' if resp.sla_met else 'SLA missed'}{', cold' if resp.cold else ''}")
+    table = Table(
+        title=f"{name}: {secs(resp.latency) * 1000:.1f} ms, "
+        f"{'SLA met' if resp.sla_met else 'SLA missed'}{', cold' if resp.cold else ''}"
+    )
     for col in ("stage", "config", "start ms", "latency ms", "queueing ms", "inference ms", "cold"):
         table.add_column(col)
     for st in resp.stages:
-        table.add_row(st.function, st.config, f"{secs(st.start_offset) * 1000:.1f}", f"{secs(st.latency) * 1000:.1f}",
-                      f"{secs(st.queueing) * 1000:.1f}", f"{secs(st.inference) * 1000:.1f}", "yes" if st.cold else "")
+        table.add_row(
+            st.function,
+            st.config,
+            f"{secs(st.start_offset) * 1000:.1f}",
+            f"{secs(st.latency) * 1000:.1f}",
+            f"{secs(st.queueing) * 1000:.1f}",
+            f"{secs(st.inference) * 1000:.1f}",
+            "yes" if st.cold else "",
+        )
     console.print(table)
     for k, v in outputs.items():
         console.print(f"output [bold]{k}[/bold]: {v.dtype}{list(v.shape)}")
 
 
-SERVING_NAMES = {gateway_pb2.SERVING_STATUS_SERVING: "SERVING", gateway_pb2.SERVING_STATUS_NOT_SERVING: "NOT_SERVING",
-                 gateway_pb2.SERVING_STATUS_UNREACHABLE: "UNREACHABLE"}
+SERVING_NAMES = {
+    gateway_pb2.SERVING_STATUS_SERVING: "SERVING",
+    gateway_pb2.SERVING_STATUS_NOT_SERVING: "NOT_SERVING",
+    gateway_pb2.SERVING_STATUS_UNREACHABLE: "UNREACHABLE",
+}
 
 
 @app.command()
@@ -307,6 +350,13 @@ def status(
     for col in ("app", "sla s", "invocations", "violations", "p50 ms", "p99 ms", "instances"):
         apps.add_column(col)
     for a in resp.apps:
-        apps.add_row(a.name, f"{secs(a.sla):g}", str(a.invocations), str(a.sla_violations),
-                     f"{secs(a.p50_latency) * 1000:.1f}", f"{secs(a.p99_latency) * 1000:.1f}", str(len(a.instances)))
+        apps.add_row(
+            a.name,
+            f"{secs(a.sla):g}",
+            str(a.invocations),
+            str(a.sla_violations),
+            f"{secs(a.p50_latency) * 1000:.1f}",
+            f"{secs(a.p99_latency) * 1000:.1f}",
+            str(len(a.instances)),
+        )
     console.print(apps)

@@ -49,16 +49,16 @@ def start_redis(data_dir: Path, port: int | None = None) -> tuple[subprocess.Pop
     """Start `redis-server` on a free loopback port with append-only persistence in data_dir."""
     exe = shutil.which("redis-server")
     if exe is None:
-        raise StackError("redis-server not found on PATH: install it (apt-get install redis-server) "
-                         "or point SMILESS_REDIS_URL at a running Redis")
+        raise StackError(
+            "redis-server not found on PATH: install it (apt-get install redis-server) "
+            "or point SMILESS_REDIS_URL at a running Redis"
+        )
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--appendonly", "yes",
-         "--save", "", "--daemonize", "no", "--protected-mode", "yes"],
-        stdout=open(data_dir / "redis.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        start_new_session=True,
-    )
+    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
+    args += ["--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes"]
+    with open(data_dir / "redis.log", "wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 10
     while not port_in_use(port):
         if proc.poll() is not None or time.time() > deadline:
@@ -99,12 +99,15 @@ class LocalStack:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         env = self.env()
         for name in SERVICE_NAMES:
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "smiless", "serve", name],
-                env=env, stdin=subprocess.DEVNULL,
-                stdout=open(self.log_path(name), "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-                start_new_session=True,
-            )
+            with open(self.log_path(name), "wb") as log:  # the child keeps its own descriptor
+                self.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "smiless", "serve", name],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         deadline = time.time() + timeout_s
         pending = set(SERVICE_NAMES)
         while pending:

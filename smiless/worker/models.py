@@ -52,7 +52,8 @@ class TextModel(nn.Module):
         self.audio = nn.Linear(D_MODEL, zoo.AUDIO_SAMPLES // 50)
 
     def encode(self, tokens: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.embed(tokens), src_key_padding_mask=pad)
+        out: torch.Tensor = self.encoder(self.embed(tokens), src_key_padding_mask=pad)
+        return out
 
     def run(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         lengths = [len(x) for x in batch]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from typing import Protocol
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -17,6 +19,12 @@ from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
+class ZooNet(Protocol):
+    """What smiless/worker/models.py builds: one forward pass over a batch."""
+
+    def run(self, batch: list[np.ndarray]) -> list[np.ndarray]: ...
+
+
 def _phase(name: str, seconds: float) -> common_pb2.InitPhase:
     p = common_pb2.InitPhase(name=name)
     p.duration.FromNanoseconds(max(0, round(seconds * 1e9)))
@@ -24,7 +32,14 @@ def _phase(name: str, seconds: float) -> common_pb2.InitPhase:
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServicer):
-    def __init__(self, spec: zoo.ModelSpec, config: str, model: object, threads: int, phases: list[common_pb2.InitPhase]) -> None:
+    def __init__(
+        self,
+        spec: zoo.ModelSpec,
+        config: str,
+        model: ZooNet,
+        threads: int,
+        phases: list[common_pb2.InitPhase],
+    ) -> None:
         self.spec = spec
         self.config = config
         self.model = model
@@ -32,23 +47,26 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         self.phases = phases
         self.lock = asyncio.Lock()
 
-    def _forward(self, batch: list[object]) -> tuple[list[object], float]:
+    def _forward(self, batch: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
         import torch
 
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = self.model.run(batch)  # type: ignore[attr-defined]
+            out = self.model.run(batch)
         return out, time.perf_counter() - t0
 
-    async def Infer(self, request: worker_pb2.InferRequest, context: grpc.aio.ServicerContext) -> worker_pb2.InferResponse:
+    async def Infer(
+        self, request: worker_pb2.InferRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.InferResponse:
         n = len(request.inputs)
         if n == 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "inputs: the batch is empty")
         if n > self.spec.max_batch:
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"inputs: batch of {n} exceeds max_batch {self.spec.max_batch}"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"inputs: batch of {n} exceeds max_batch {self.spec.max_batch}",
             )
-        batch = []
+        batch: list[np.ndarray] = []
         for i, t in enumerate(request.inputs):
             try:
                 array = tensors.from_proto(t)
@@ -56,15 +74,19 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"inputs[{i}]: {exc}")
             why = self.spec.input.check(array)
             if why:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"inputs[{i}]: {why} ({self.spec.name})")
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"inputs[{i}]: {why} ({self.spec.name})"
+                )
             batch.append(array)
         async with self.lock:
             outputs, seconds = await asyncio.to_thread(self._forward, batch)
-        resp = worker_pb2.InferResponse(outputs=[tensors.to_proto(o) for o in outputs])  # type: ignore[arg-type]
+        resp = worker_pb2.InferResponse(outputs=[tensors.to_proto(o) for o in outputs])
         resp.inference_time.FromNanoseconds(round(seconds * 1e9))
         return resp
 
-    async def Describe(self, request: worker_pb2.DescribeRequest, context: grpc.aio.ServicerContext) -> worker_pb2.DescribeResponse:
+    async def Describe(
+        self, request: worker_pb2.DescribeRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.DescribeResponse:
         return worker_pb2.DescribeResponse(
             model=self.spec.name,
             config=self.config,
@@ -77,7 +99,16 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         )
 
 
-async def run(model_name: str, config: str, threads: int, host: str, port: int, seed: int, spawned: float, started: float) -> None:
+async def run(
+    model_name: str,
+    config: str,
+    threads: int,
+    host: str,
+    port: int,
+    seed: int,
+    spawned: float,
+    started: float,
+) -> None:
     """Load the model (timing each phase), then serve until SIGTERM."""
     spec = zoo.MODELS[model_name]
     import torch
@@ -86,10 +117,10 @@ async def run(model_name: str, config: str, threads: int, host: str, port: int, 
     imported = time.time()
     from smiless.worker import models
 
-    model = models.build(model_name, seed)
+    model: ZooNet = models.build(model_name, seed)  # type: ignore[assignment]
     built = time.time()
     with torch.inference_mode():
-        model.run([spec.example_input()])  # type: ignore[operator]
+        model.run([spec.example_input()])
     warmed = time.time()
     phases = [
         _phase("process_start", started - spawned),
@@ -98,7 +129,10 @@ async def run(model_name: str, config: str, threads: int, host: str, port: int, 
         _phase("warmup", warmed - built),
     ]
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+        ]
     )
     worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(spec, config, model, threads, phases), server)
     health = HealthServicer()

@@ -19,7 +19,9 @@ log = logging.getLogger("smiless.gateway.recorder")
 
 
 class Recorder:
-    def __init__(self, store: Store, retention_s: float, keep: int, interval_s: float = 0.2, max_buffer: int = 100_000) -> None:
+    def __init__(
+        self, store: Store, retention_s: float, keep: int, interval_s: float = 0.2, max_buffer: int = 100_000
+    ) -> None:
         self.store = store
         self.retention_s = retention_s
         self.keep = keep

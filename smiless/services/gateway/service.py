@@ -17,7 +17,15 @@ from smiless.services.common import require_app, seconds
 from smiless.services.gateway.executor import StageFailed, StageResult, execute
 from smiless.services.gateway.recorder import Recorder
 from smiless.store import InvocationRecord, Store
-from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, optimizer_pb2, optimizer_pb2_grpc, worker_pb2, worker_pb2_grpc
+from smiless.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    optimizer_pb2,
+    optimizer_pb2_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
+)
 
 log = logging.getLogger("smiless.gateway")
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
@@ -60,7 +68,9 @@ class Router:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise RpcError(code, f"stage {function}: no instance ready before the deadline") from exc
-            raise RpcError(grpc.StatusCode.UNAVAILABLE, f"stage {function}: optimizer: {exc.details()}") from exc
+            raise RpcError(
+                grpc.StatusCode.UNAVAILABLE, f"stage {function}: optimizer: {exc.details()}"
+            ) from exc
         self.instances[(app, function)] = resp.instance
         return resp.instance, resp.started
 
@@ -101,7 +111,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     # --- apps ----------------------------------------------------------------------------
     @rpc
-    async def RegisterApp(self, request: gateway_pb2.RegisterAppRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.RegisterAppResponse:
+    async def RegisterApp(
+        self, request: gateway_pb2.RegisterAppRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.RegisterAppResponse:
         if not request.HasField("app"):
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "app: required")
         spec = appspec.validate(appspec.from_proto(request.app))
@@ -112,7 +124,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             app.version = old.version + 1 if old else 1
             await self.store.put_app(app)
         elif not await self.store.create_app(app):
-            raise RpcError(grpc.StatusCode.ALREADY_EXISTS, f"app.name: an app named {spec.name!r} exists (use replace)")
+            raise RpcError(
+                grpc.StatusCode.ALREADY_EXISTS, f"app.name: an app named {spec.name!r} exists (use replace)"
+            )
         self.apps.pop(spec.name, None)
         self.router.forget_app(spec.name)
         logs.event(log, "app registered", app=spec.name, functions=len(spec.functions), version=app.version)
@@ -120,7 +134,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.RegisterAppResponse(app=app, warnings=warnings)
 
     @rpc
-    async def DeleteApp(self, request: gateway_pb2.DeleteAppRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.DeleteAppResponse:
+    async def DeleteApp(
+        self, request: gateway_pb2.DeleteAppRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.DeleteAppResponse:
         if not request.name:
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "name: required")
         if not await self.store.delete_app(request.name):
@@ -131,11 +147,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         return gateway_pb2.DeleteAppResponse()
 
     @rpc
-    async def ListApps(self, request: gateway_pb2.ListAppsRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.ListAppsResponse:
+    async def ListApps(
+        self, request: gateway_pb2.ListAppsRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.ListAppsResponse:
         return gateway_pb2.ListAppsResponse(apps=await self.store.list_apps())
 
     @rpc
-    async def GetApp(self, request: gateway_pb2.GetAppRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.GetAppResponse:
+    async def GetApp(
+        self, request: gateway_pb2.GetAppRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GetAppResponse:
         if not request.name:
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "name: required")
         return gateway_pb2.GetAppResponse(app=await require_app(self.store, request.name))
@@ -151,7 +171,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         return spec
 
     # --- invoke --------------------------------------------------------------------------
-    async def _stage(self, app: str, spec: appspec.AppSpec, function: str, x: object, deadline: float) -> StageResult:
+    async def _stage(
+        self, app: str, spec: appspec.AppSpec, function: str, x: object, deadline: float
+    ) -> StageResult:
         start = time.monotonic()
         cold = False
         for attempt in range(2):
@@ -171,22 +193,36 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise RpcError(exc.code(), f"stage {function}: ran out of time") from exc
                 if exc.code() in RETRYABLE and attempt == 0:
-                    logs.event(log, "instance failed; retrying on another", logging.WARNING,
-                               instance=inst.id, error=exc.details())
+                    logs.event(
+                        log,
+                        "instance failed; retrying on another",
+                        logging.WARNING,
+                        instance=inst.id,
+                        error=exc.details(),
+                    )
                     self.router.forget(inst)
                     continue
-                raise RpcError(grpc.StatusCode.UNAVAILABLE if exc.code() in RETRYABLE else exc.code(),
-                               f"stage {function}: {exc.details()}") from exc
+                raise RpcError(
+                    grpc.StatusCode.UNAVAILABLE if exc.code() in RETRYABLE else exc.code(),
+                    f"stage {function}: {exc.details()}",
+                ) from exc
             end = time.monotonic()
             return StageResult(
-                output=tensors.from_proto(resp.outputs[0]), instance_id=inst.id, config=inst.config,
-                start=start, end=end, queueing=got - start,
-                inference=resp.inference_time.ToNanoseconds() / 1e9, cold=cold,
+                output=tensors.from_proto(resp.outputs[0]),
+                instance_id=inst.id,
+                config=inst.config,
+                start=start,
+                end=end,
+                queueing=got - start,
+                inference=resp.inference_time.ToNanoseconds() / 1e9,
+                cold=cold,
             )
         raise AssertionError("unreachable")
 
     @rpc
-    async def Invoke(self, request: gateway_pb2.InvokeRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.InvokeResponse:
+    async def Invoke(
+        self, request: gateway_pb2.InvokeRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.InvokeResponse:
         received_wall, received = time.time(), time.monotonic()
         spec = await self._spec(request.app)
         if not request.HasField("input"):
@@ -198,7 +234,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         entry_model = zoo.MODELS[spec.model_of(spec.entry)]
         why = entry_model.input.check(x)
         if why:
-            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"input: {why} (entry {spec.entry}: {entry_model.name})")
+            raise RpcError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"input: {why} (entry {spec.entry}: {entry_model.name})"
+            )
         request_id = request.request_id or uuid.uuid4().hex
         self.recorder.arrival(spec.name, received_wall)
         budget = self.settings.invoke_timeout_s
@@ -211,7 +249,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             return await self._stage(spec.name, spec, function, inp, deadline)
 
         try:
-            results = await execute(spec, x, call)  # type: ignore[arg-type]
+            results = await execute(spec, x, call)
         except StageFailed as exc:
             self._record(spec, received_wall, time.monotonic() - received, False, request_id, failed=True)
             if isinstance(exc.cause, RpcError):
@@ -227,16 +265,29 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             resp.outputs[leaf].CopyFrom(tensors.to_proto(results[leaf].output))
         for function in spec.topological_order():
             r = results[function]
-            st = resp.stages.add(function=function, instance_id=r.instance_id, config=r.config, cold=r.cold,
-                                 batch_size=r.batch_size)
+            st = resp.stages.add(
+                function=function,
+                instance_id=r.instance_id,
+                config=r.config,
+                cold=r.cold,
+                batch_size=r.batch_size,
+            )
             _dur(st.start_offset, r.start - received)
             _dur(st.latency, r.end - r.start)
             _dur(st.queueing, r.queueing)
             _dur(st.inference, r.inference)
         return resp
 
-    def _record(self, spec: appspec.AppSpec, at: float, latency: float, cold: bool, request_id: str,
-                sla_met: bool = False, failed: bool = False) -> None:
+    def _record(
+        self,
+        spec: appspec.AppSpec,
+        at: float,
+        latency: float,
+        cold: bool,
+        request_id: str,
+        sla_met: bool = False,
+        failed: bool = False,
+    ) -> None:
         self.recorder.invocation(
             spec.name, InvocationRecord(at, latency * 1000.0, sla_met and not failed, cold, request_id)
         )
@@ -262,7 +313,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         return status
 
     @rpc
-    async def GetStatus(self, request: gateway_pb2.GetStatusRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.GetStatusResponse:
+    async def GetStatus(
+        self, request: gateway_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.GetStatusResponse:
         services = await asyncio.gather(*(self._service_status(n) for n in SERVICE_NAMES))
         resp = gateway_pb2.GetStatusResponse(services=services)
         apps = [await require_app(self.store, request.app)] if request.app else await self.store.list_apps()
@@ -271,7 +324,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             records = await self.store.invocations(app.spec.name)
             latencies = [r.latency_ms / 1000.0 for r in records]
             st = resp.apps.add(
-                name=app.spec.name, functions=len(app.spec.functions), invocations=len(records),
+                name=app.spec.name,
+                functions=len(app.spec.functions),
+                invocations=len(records),
                 sla_violations=sum(not r.sla_met for r in records),
                 instances=[i for i in instances if i.app == app.spec.name],
             )
@@ -296,8 +351,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "end: before start")
         apps = [await require_app(self.store, request.app)] if request.app else await self.store.list_apps()
         lives = [
-            accounting.Lifetime(i.id, i.app, i.function, i.config, i.price_per_hour, i.started_at.ToNanoseconds() / 1e9,
-                                seconds(i.stopped_at))
+            accounting.Lifetime(
+                i.id,
+                i.app,
+                i.function,
+                i.config,
+                i.price_per_hour,
+                i.started_at.ToNanoseconds() / 1e9,
+                seconds(i.stopped_at),
+            )
             for i in await self.store.lifetimes()
         ]
         resp = gateway_pb2.GetCostReportResponse(total_cost=0.0)
@@ -306,11 +368,16 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         for app in apps:
             name = app.spec.name
             records = await self.store.invocations(name, start, end)
-            ac = resp.apps.add(app=name, invocations=len(records), sla_violations=sum(not r.sla_met for r in records))
+            ac = resp.apps.add(
+                app=name, invocations=len(records), sla_violations=sum(not r.sla_met for r in records)
+            )
             for fn in app.spec.functions:
                 mine = [x for x in lives if x.app == name and x.function == fn.name]
-                fc = ac.functions.add(function=fn.name, invocations=len(records),
-                                      cold_starts=sum(1 for x in mine if start <= x.start <= end))
+                fc = ac.functions.add(
+                    function=fn.name,
+                    invocations=len(records),
+                    cold_starts=sum(1 for x in mine if start <= x.start <= end),
+                )
                 for x in mine:
                     secs = accounting.instance_seconds(x, start, end, now)
                     fc.instance_seconds[x.config] = fc.instance_seconds[x.config] + secs

@@ -42,7 +42,9 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         self.store = store
         self.catalogue = load_catalogue(settings.catalogue)
         if settings.default_config not in self.catalogue:
-            raise SystemExit(f"smiless optimizer: default_config {settings.default_config!r} is not in the catalogue")
+            raise SystemExit(
+                f"smiless optimizer: default_config {settings.default_config!r} is not in the catalogue"
+            )
         self.backend: WorkerBackend = backend or ProcessBackend(
             settings.host, settings.worker_start_timeout_s, settings.worker_stop_timeout_s
         )
@@ -92,11 +94,18 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             await self.store.put_instance(inst)
         logs.event(log, "instance failed", logging.WARNING, instance=instance_id, exit_code=code)
 
-    async def _start_instance(self, app: str, function: str, model: str, config: HardwareConfig) -> common_pb2.Instance:
+    async def _start_instance(
+        self, app: str, function: str, model: str, config: HardwareConfig
+    ) -> common_pb2.Instance:
         instance_id = f"{app}-{function}-{uuid.uuid4().hex[:8]}"
         inst = common_pb2.Instance(
-            id=instance_id, app=app, function=function, model=model, config=config.name,
-            state=common_pb2.INSTANCE_STATE_STARTING, backend=self.backend.name,
+            id=instance_id,
+            app=app,
+            function=function,
+            model=model,
+            config=config.name,
+            state=common_pb2.INSTANCE_STATE_STARTING,
+            backend=self.backend.name,
             price_per_hour=config.price_per_hour,
         )
         _ts(inst.started_at, time.time())
@@ -120,8 +129,14 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         task = asyncio.create_task(self._watch(instance_id))
         self.watchers.add(task)
         task.add_done_callback(self.watchers.discard)
-        logs.event(log, "instance ready", instance=instance_id, model=model, config=config.name,
-                   init_s=round(started.ready_at - started.spawned_at, 3))
+        logs.event(
+            log,
+            "instance ready",
+            instance=instance_id,
+            model=model,
+            config=config.name,
+            init_s=round(started.ready_at - started.spawned_at, 3),
+        )
         return inst
 
     @rpc
@@ -131,7 +146,10 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         app = await require_app(self.store, request.app)
         models = {f.name: f.model for f in app.spec.functions}
         if request.function not in models:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, f"function: app {request.app!r} has no function {request.function!r}")
+            raise RpcError(
+                grpc.StatusCode.NOT_FOUND,
+                f"function: app {request.app!r} has no function {request.function!r}",
+            )
         key = (request.app, request.function)
         lock = self.locks.setdefault(key, asyncio.Lock())
         async with lock:  # concurrent callers join the one start
@@ -147,19 +165,25 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         self, request: optimizer_pb2.ListInstancesRequest, context: grpc.aio.ServicerContext
     ) -> optimizer_pb2.ListInstancesResponse:
         found = [
-            i for i in await self.store.list_instances()
-            if (not request.app or i.app == request.app) and (not request.function or i.function == request.function)
+            i
+            for i in await self.store.list_instances()
+            if (not request.app or i.app == request.app)
+            and (not request.function or i.function == request.function)
         ]
         return optimizer_pb2.ListInstancesResponse(instances=sorted(found, key=lambda i: i.id))
 
     # --- plans ---------------------------------------------------------------------------
     @rpc
-    async def Plan(self, request: optimizer_pb2.PlanRequest, context: grpc.aio.ServicerContext) -> optimizer_pb2.PlanResponse:
+    async def Plan(
+        self, request: optimizer_pb2.PlanRequest, context: grpc.aio.ServicerContext
+    ) -> optimizer_pb2.PlanResponse:
         await require_app(self.store, request.app)
         raise RpcError(grpc.StatusCode.UNIMPLEMENTED, "Plan: the planner is not implemented yet")
 
     @rpc
-    async def GetPlan(self, request: optimizer_pb2.GetPlanRequest, context: grpc.aio.ServicerContext) -> optimizer_pb2.GetPlanResponse:
+    async def GetPlan(
+        self, request: optimizer_pb2.GetPlanRequest, context: grpc.aio.ServicerContext
+    ) -> optimizer_pb2.GetPlanResponse:
         await require_app(self.store, request.app)
         plan = await self.store.get_plan(request.app)
         if plan is None:

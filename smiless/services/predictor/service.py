@@ -4,12 +4,12 @@ predictor issue; until then Predict answers UNIMPLEMENTED rather than a guess.""
 from __future__ import annotations
 
 import grpc
+
 from smiless.config import Settings
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app, seconds
 from smiless.store import Store
 from smiless.v1 import predictor_pb2, predictor_pb2_grpc
-
 
 
 class PredictorService(predictor_pb2_grpc.PredictorServicer):
@@ -30,7 +30,9 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
         pass
 
     @rpc
-    async def Predict(self, request: predictor_pb2.PredictRequest, context: grpc.aio.ServicerContext) -> predictor_pb2.PredictResponse:
+    async def Predict(
+        self, request: predictor_pb2.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> predictor_pb2.PredictResponse:
         await require_app(self.store, request.app)
         raise RpcError(grpc.StatusCode.UNIMPLEMENTED, "Predict: the predictors are not implemented yet")
 

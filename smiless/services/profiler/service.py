@@ -47,7 +47,9 @@ class ProfilerService(profiler_pb2_grpc.ProfilerServicer):
             _check_model(request.model)
         except RpcError as exc:
             await context.abort(exc.code, exc.message)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "ProfileFunction: measurement is not implemented yet")
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "ProfileFunction: measurement is not implemented yet"
+        )
         yield profiler_pb2.ProfileFunctionResponse()  # pragma: no cover - unreachable, makes this a generator
 
     @rpc
