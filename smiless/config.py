@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     predictor_addr: str = Field("127.0.0.1:50053", description="Where the predictor listens / is reached.")
     optimizer_addr: str = Field("127.0.0.1:50054", description="Where the optimizer listens / is reached.")
     grace_period_s: float = Field(10.0, gt=0, description="SIGTERM: time in-flight calls get to finish.")
+    drain_delay_s: float = Field(
+        0.5, ge=0, description="SIGTERM: time NOT_SERVING is shown before new calls are refused."
+    )
     redis_timeout_s: float = Field(2.0, gt=0, description="Socket timeout of Redis calls.")
     redis_check_interval_s: float = Field(1.0, gt=0, description="How often health re-checks Redis.")
     log_level: str = Field("INFO", description="Python logging level.")

@@ -135,6 +135,8 @@ async def serve(service: Service, settings: Settings, store: Store) -> None:
     await stop.wait()
     logs.event(log, "draining", service=service.name, grace_s=settings.grace_period_s)
     await health.enter_graceful_shutdown()
+    # Let health checkers see NOT_SERVING (and route elsewhere) before new calls are refused.
+    await asyncio.sleep(settings.drain_delay_s)
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher

@@ -71,7 +71,9 @@ def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
     """An invocation that is cold (it waits seconds for a worker) still completes after
     the gateway gets SIGTERM, and health turns NOT_SERVING while it drains."""
     stack = LocalStack(
-        tmp_path, ports={n: free_port() for n in SERVICE_NAMES}, extra_env={"SMILESS_GRACE_PERIOD_S": "60"}
+        tmp_path,
+        ports={n: free_port() for n in SERVICE_NAMES},
+        extra_env={"SMILESS_GRACE_PERIOD_S": "60", "SMILESS_DRAIN_DELAY_S": "2"},
     )
     stack.start()
     try:
