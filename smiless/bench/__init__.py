@@ -1,0 +1,1 @@
+"""Benchmarks that report numbers (not pass/fail tests): planner and auto-scaler timing."""

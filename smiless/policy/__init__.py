@@ -1,0 +1,77 @@
+"""Pure, I/O-free planning: profiles, the cost model, the workflow manager, the path search,
+the exact optimiser and the auto-scaler. The optimizer service and the simulator call the same
+functions; time comes in as `now`, and every result carries its reasons."""
+
+from smiless.policy.autoscaler import ResourceLadder, ScaleDecision, scale
+from smiless.policy.costmodel import (
+    Candidate,
+    Forecast,
+    Mode,
+    SlotPrediction,
+    evaluate,
+    evaluate_on,
+    pareto_front,
+)
+from smiless.policy.profile import (
+    DEFAULT_K_SIGMA,
+    FunctionProfile,
+    FunctionProfiles,
+    InferenceModel,
+    InitModel,
+    InitPhase,
+    ProfileError,
+    latency_on,
+    load_reference_profiles,
+    profile_for,
+)
+from smiless.policy.search import (
+    FunctionExplanation,
+    FunctionPlan,
+    MissingProfileError,
+    Plan,
+    PlanningError,
+    Rejected,
+    exact_plan,
+    explain,
+    fast_plan,
+    lowest_latency_plan,
+)
+from smiless.policy.workflow import Dag, DagError, all_paths, decompose, timing
+
+__all__ = [
+    "DEFAULT_K_SIGMA",
+    "Candidate",
+    "Dag",
+    "DagError",
+    "Forecast",
+    "FunctionExplanation",
+    "FunctionPlan",
+    "FunctionProfile",
+    "FunctionProfiles",
+    "InferenceModel",
+    "InitModel",
+    "InitPhase",
+    "MissingProfileError",
+    "Mode",
+    "Plan",
+    "PlanningError",
+    "ProfileError",
+    "Rejected",
+    "ResourceLadder",
+    "ScaleDecision",
+    "SlotPrediction",
+    "all_paths",
+    "decompose",
+    "evaluate",
+    "evaluate_on",
+    "exact_plan",
+    "explain",
+    "fast_plan",
+    "latency_on",
+    "load_reference_profiles",
+    "lowest_latency_plan",
+    "pareto_front",
+    "profile_for",
+    "scale",
+    "timing",
+]

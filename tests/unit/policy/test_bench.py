@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from smiless.bench.optimizer import bench_autoscaler, bench_optimizer, configs_for, main, summarize
+
+FIELDS = {
+    "n_functions",
+    "m_configs",
+    "fast_ms",
+    "exact_ms",
+    "speedup",
+    "cost_gap",
+    "fast_feasible",
+    "exact_feasible",
+}
+
+
+def test_optimizer_rows_have_the_issue_fields() -> None:
+    rows = bench_optimizer(seed=3, repeats=1, lengths=(3, 5), m_configs=(2, 16))
+    assert len(rows) == 2 * 2 * 2 * 5  # shapes x lengths x M x SLAs
+    for r in rows:
+        assert set(r) >= FIELDS
+        assert r["m_configs"] in (2, 16) and r["n_functions"] in (3, 5)
+        assert r["fast_feasible"] == r["exact_feasible"]
+        if r["cost_gap"] is not None:
+            assert r["cost_gap"] >= -1e-9  # the exact plan is never dearer
+    assert summarize(rows)
+
+
+def test_same_seed_same_cases() -> None:
+    a = bench_optimizer(seed=7, repeats=1, lengths=(4,), m_configs=(8,), with_plain=False)
+    b = bench_optimizer(seed=7, repeats=1, lengths=(4,), m_configs=(8,), with_plain=False)
+    strip = [{k: v for k, v in r.items() if not k.endswith(("_ms", "speedup"))} for r in a]
+    assert strip == [{k: v for k, v in r.items() if not k.endswith(("_ms", "speedup"))} for r in b]
+
+
+def test_config_subsets() -> None:
+    assert list(configs_for(2)) == ["cpu-1", "gpu-10"]
+    assert len(configs_for(8)) == 8 and len(configs_for(16)) == 16
+    with pytest.raises(ValueError):
+        configs_for(5)
+
+
+def test_autoscaler_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = bench_autoscaler(gs=(1, 1000), repeats=20)
+    assert [(r["kind"], r["g"]) for r in rows] == [("cpu", 1), ("cpu", 1000), ("gpu", 1), ("gpu", 1000)]
+    assert all(r["us"] > 0 and r["instances"] * r["batch"] >= r["g"] for r in rows)
+    assert main(["autoscaler"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {r["g"] for r in printed} >= {1, 1000}
