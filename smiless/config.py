@@ -38,10 +38,16 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", description="Structured JSON lines or text.")
     catalogue: Path | None = Field(None, description="Hardware catalogue YAML; the packaged one if unset.")
     default_config: str = Field("cpu-1", description="Hardware config for instances without a plan.")
-    worker_backend: Literal["process"] = Field("process", description="How instances run (process children).")
+    worker_backend: Literal["process", "docker"] = Field(
+        "process", description="How instances run: local child processes or Docker containers."
+    )
+    worker_image: str = Field("smiless-worker:latest", description="Worker image of the docker backend.")
     worker_start_timeout_s: float = Field(120.0, gt=0, description="Longest wait for a worker to be ready.")
     worker_stop_timeout_s: float = Field(5.0, gt=0, description="Graceful stop deadline before a kill.")
     invoke_timeout_s: float = Field(60.0, gt=0, description="Upper bound of one invocation.")
+    profile_mape_threshold: float = Field(
+        0.15, gt=0, description="Largest held-out MAPE of a fit the profiler stores without force."
+    )
     max_message_mb: int = Field(64, gt=0, description="Largest gRPC message accepted or sent.")
     invocation_retention: int = Field(100_000, gt=0, description="Invocation records kept per app.")
     arrival_retention_s: float = Field(7 * 86400.0, gt=0, description="Arrival history kept per app.")

@@ -8,6 +8,9 @@ unless noted):
 | smiless:apps                          | hash   | app name -> gateway.App                           |
 | smiless:profiles:{model}              | hash   | hardware kind ("cpu"/"gpu") -> profiler.Profile   |
 | smiless:profile-versions:{model}:{kind} | list | every stored Profile, oldest first                |
+| smiless:profile-runs:{model}          | hash   | an unfinished profile run: step -> JSON result,   |
+|                                       |        | "__params__" -> the run's parameters (resume)     |
+| smiless:profile-lock:{model}          | string | owner of the running profile (SET NX, expiring)   |
 | smiless:arrivals:{app}                | stream | one entry per arrival; the entry id is the time   |
 | smiless:plans                         | hash   | app name -> optimizer.AppPlan                     |
 | smiless:instances                     | hash   | instance id -> common.Instance (live registry)    |
@@ -46,6 +49,14 @@ def profiles_key(model: str) -> str:
 
 def profile_versions_key(model: str, kind: str) -> str:
     return f"{PREFIX}profile-versions:{model}:{kind}"
+
+
+def profile_run_key(model: str) -> str:
+    return f"{PREFIX}profile-runs:{model}"
+
+
+def profile_lock_key(model: str) -> str:
+    return f"{PREFIX}profile-lock:{model}"
 
 
 def arrivals_key(app: str) -> str:
@@ -117,6 +128,42 @@ class Store:
     async def get_profiles(self, model: str) -> dict[str, profiler_pb2.Profile]:
         raw = await self.redis.hgetall(profiles_key(model))
         return {k.decode(): profiler_pb2.Profile.FromString(v) for k, v in raw.items()}
+
+    async def profile_versions(self, model: str, kind: str) -> list[profiler_pb2.Profile]:
+        raw = await self.redis.lrange(profile_versions_key(model, kind), 0, -1)
+        return [profiler_pb2.Profile.FromString(v) for v in raw]
+
+    async def profile_run(self, model: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(profile_run_key(model))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def save_profile_step(self, model: str, step: str, result: str) -> None:
+        await self.redis.hset(profile_run_key(model), step, result)
+
+    async def reset_profile_run(self, model: str, params: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.delete(profile_run_key(model))
+        pipe.hset(profile_run_key(model), "__params__", params)
+        await pipe.execute()
+
+    async def clear_profile_run(self, model: str) -> None:
+        await self.redis.delete(profile_run_key(model))
+
+    async def lock_profile(self, model: str, owner: str, ttl_s: float) -> bool:
+        """Take (or refresh, for the same owner) the model's profile lock."""
+        key = profile_lock_key(model)
+        if await self.redis.set(key, owner, nx=True, px=int(ttl_s * 1000)):
+            return True
+        current = await self.redis.get(key)
+        if current is not None and current.decode() == owner:
+            await self.redis.pexpire(key, int(ttl_s * 1000))
+            return True
+        return False
+
+    async def unlock_profile(self, model: str, owner: str) -> None:
+        current = await self.redis.get(profile_lock_key(model))
+        if current is not None and current.decode() == owner:
+            await self.redis.delete(profile_lock_key(model))
 
     # arrivals -----------------------------------------------------------------------------
     async def record_arrivals(self, app: str, times: list[float], retention_s: float) -> None:

@@ -360,3 +360,8 @@ def status(
             str(len(a.instances)),
         )
     console.print(apps)
+
+
+# Sub-commands that live in their own modules register themselves on `app`.
+from smiless.cli import bench as _bench  # noqa: E402,F401
+from smiless.cli import profile as _profile  # noqa: E402,F401

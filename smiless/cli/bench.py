@@ -1,0 +1,99 @@
+"""`smiless bench ...`: benchmark commands. Each prints its figures (`--json` for the rows);
+none of them is a timed test."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import uuid
+from typing import Annotated
+
+import grpc
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from smiless import profiles
+from smiless.backends.process import ProcessBackend
+from smiless.catalogue import load_catalogue
+from smiless.cli.main import JsonOpt, app, console, fail, print_json
+from smiless.config import Settings
+from smiless.policy.fitting import coverage
+from smiless.v1 import profiler_pb2, profiler_pb2_grpc
+
+bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def table(rows: list[dict[str, object]], title: str) -> Table:
+    t = Table(title=title)
+    for col in rows[0] if rows else []:
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()))
+    return t
+
+
+@bench_app.command("init-coverage")
+def init_coverage(
+    model: Annotated[str, typer.Option(help="A model with a stored profile.")],
+    config: Annotated[str, typer.Option(help="Hardware config to cold-start on.")] = "cpu-1",
+    starts: Annotated[int, typer.Option(help="Further cold starts to measure.")] = 30,
+    k: Annotated[float, typer.Option(help="The planner's bound is μ + kσ.")] = 3.0,
+    profiler: Annotated[str | None, typer.Option(envvar="SMILESS_PROFILER_ADDR")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """How many further cold starts the stored profile's μ + kσ covers (target ≥ 99 %)."""
+    settings = Settings()
+    cat = load_catalogue(settings.catalogue)
+    if config not in cat:
+        fail(f"--config: unknown hardware config {config!r}")
+    addr = profiler or settings.profiler_addr
+    with grpc.insecure_channel(addr) as ch:
+        try:
+            got = profiler_pb2_grpc.ProfilerStub(ch).GetProfile(
+                profiler_pb2.GetProfileRequest(model=model), timeout=10
+            )
+        except grpc.RpcError as exc:
+            fail(f"profile of {model}: {exc.code().name}: {exc.details()}")
+            raise
+    found = [p for p in got.profiles if profiles.KIND_FROM_PROTO[p.kind] is cat[config].kind]
+    if not found:
+        fail(f"{model} has no {cat[config].kind.value} profile")
+    init = profiles.from_proto(found[0]).init
+
+    async def measure() -> list[float]:
+        backend = ProcessBackend(
+            settings.host, settings.worker_start_timeout_s, settings.worker_stop_timeout_s
+        )
+        totals = []
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task(f"cold starts of {model} on {config}", total=starts)
+            try:
+                for _ in range(starts):
+                    name = f"bench-{uuid.uuid4().hex[:8]}"
+                    w = await backend.start(name, model, cat[config])
+                    await backend.stop(name)
+                    totals.append(w.ready_at - w.spawned_at)
+                    bar.advance(task)
+            finally:
+                await backend.close()
+        return totals
+
+    totals = asyncio.run(measure())
+    row: dict[str, object] = {
+        "model": model,
+        "config": config,
+        "profile_version": found[0].version,
+        "mu_s": init.mean,
+        "sigma_s": init.std,
+        "bound_s": init.bound(k),
+        "starts": len(totals),
+        "p50_s": statistics.median(totals),
+        "max_s": max(totals),
+        "coverage": coverage(init, totals, k),
+    }
+    if as_json:
+        print_json(row)
+    else:
+        console.print(table([row], f"init-time coverage of μ + {k:g}σ"))
