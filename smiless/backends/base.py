@@ -13,6 +13,17 @@ class BackendError(RuntimeError):
 
 
 @dataclass
+class AdoptedWorker:
+    """A worker an earlier controller run left behind."""
+
+    instance_id: str
+    address: str
+    model: str
+    config: str
+    running: bool
+
+
+@dataclass
 class StartedWorker:
     instance_id: str
     address: str  # host:port of the worker's gRPC endpoint
@@ -35,3 +46,6 @@ class WorkerBackend(Protocol):
 
     async def close(self) -> None:
         """Stop every instance this backend started."""
+
+    async def adopt(self) -> list[AdoptedWorker]:
+        """Take back control of the workers an earlier run left; remove the dead ones."""

@@ -17,8 +17,8 @@ import uuid
 import grpc
 
 from smiless import logs
+from smiless.backends import make_backend
 from smiless.backends.base import BackendError, WorkerBackend
-from smiless.backends.process import ProcessBackend
 from smiless.catalogue import HardwareConfig, load_catalogue
 from smiless.config import Settings
 from smiless.server import RpcError, rpc
@@ -45,9 +45,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             raise SystemExit(
                 f"smiless optimizer: default_config {settings.default_config!r} is not in the catalogue"
             )
-        self.backend: WorkerBackend = backend or ProcessBackend(
-            settings.host, settings.worker_start_timeout_s, settings.worker_stop_timeout_s
-        )
+        self.backend: WorkerBackend = backend or make_backend(settings)
         self.instances: dict[str, common_pb2.Instance] = {}
         self.locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.watchers: set[asyncio.Task[None]] = set()
@@ -57,13 +55,32 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         return ["smiless.v1.Optimizer"]
 
     async def start(self) -> None:
-        # Instances left in the registry by a previous run of this backend cannot be
-        # controlled any more (process workers); record them as stopped now.
+        """Re-adopt the running workers an earlier run left (containers); record the rest
+        of this backend's registry entries as stopped, and stop workers nobody knows."""
+        alive = {w.instance_id: w for w in await self.backend.adopt() if w.running and w.address}
+        known: set[str] = set()
         for inst in await self.store.list_instances():
-            if inst.backend == self.backend.name:
+            if inst.backend != self.backend.name:
+                continue
+            known.add(inst.id)
+            if inst.id in alive:
+                inst.address = alive[inst.id].address
+                inst.state = common_pb2.INSTANCE_STATE_READY
+                self.instances[inst.id] = inst
+                self._watch_later(inst.id)
+                logs.event(log, "instance re-adopted", instance=inst.id, address=inst.address)
+            else:
                 inst.state = common_pb2.INSTANCE_STATE_STOPPED
                 _ts(inst.stopped_at, time.time())
-                await self.store.put_instance(inst)
+            await self.store.put_instance(inst)
+        for orphan in set(alive) - known:
+            await self.backend.stop(orphan)
+            logs.event(log, "orphan worker removed", instance=orphan)
+
+    def _watch_later(self, instance_id: str) -> None:
+        task = asyncio.create_task(self._watch(instance_id))
+        self.watchers.add(task)
+        task.add_done_callback(self.watchers.discard)
 
     async def stop(self) -> None:
         for w in self.watchers:
@@ -126,9 +143,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             phase.duration.FromNanoseconds(round(seconds * 1e9))
         self.instances[instance_id] = inst
         await self.store.put_instance(inst)
-        task = asyncio.create_task(self._watch(instance_id))
-        self.watchers.add(task)
-        task.add_done_callback(self.watchers.discard)
+        self._watch_later(instance_id)
         logs.event(
             log,
             "instance ready",

@@ -1,0 +1,209 @@
+"""Docker backend: one container per instance, the hardware config as resource limits.
+
+- CPU configs: `nano_cpus` = cores (a hard CFS quota) and `mem_limit` = the config's memory;
+  torch's intra-op threads = the cores.
+- GPU configs: a device request for one GPU plus `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` = the
+  share; refused with a clear error when the engine has no GPU (nvidia) runtime.
+- The worker's port is published on 127.0.0.1 only, on a port the engine picks.
+- Every container carries labels naming it a smiless instance (`io.smiless.*`), so a
+  restarted controller finds, re-adopts or removes what an earlier run left (`adopt()`).
+
+The Docker SDK is blocking; every call runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest
+
+from smiless.backends.base import AdoptedWorker, BackendError, StartedWorker
+from smiless.backends.process import describe, wait_serving
+from smiless.catalogue import HardwareConfig, Kind
+
+LABEL = "io.smiless.instance"
+WORKER_PORT = 50000
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(
+        self,
+        image: str = "smiless-worker:latest",
+        start_timeout_s: float = 120.0,
+        stop_timeout_s: float = 5.0,
+        client: Any | None = None,
+    ) -> None:
+        try:
+            self.client = client or docker.from_env()
+            self.client.ping()
+        except DockerException as exc:
+            raise BackendError(f"docker engine unreachable: {exc}") from exc
+        self.image = image
+        self.start_timeout_s = start_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.containers: dict[str, Any] = {}
+        self.exits: dict[str, asyncio.Task[int]] = {}
+
+    def gpu_runtime(self) -> bool:
+        return "nvidia" in (self.client.info().get("Runtimes") or {})
+
+    def _run_args(
+        self, instance_id: str, model: str, config: HardwareConfig, created: float
+    ) -> dict[str, Any]:
+        threads = max(1, math.floor(config.cores))
+        args: dict[str, Any] = {
+            "image": self.image,
+            "command": [
+                "--model",
+                model,
+                "--config",
+                config.name,
+                "--threads",
+                str(threads),
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(WORKER_PORT),
+            ],
+            "name": f"smiless-{instance_id}",
+            "labels": {LABEL: instance_id, "io.smiless.model": model, "io.smiless.config": config.name},
+            "ports": {f"{WORKER_PORT}/tcp": ("127.0.0.1", None)},
+            "nano_cpus": int(config.cores * 1e9),
+            "mem_limit": f"{config.memory_mb}m",
+            "environment": {"SMILESS_WORKER_SPAWNED_AT": f"{created:.6f}", "OMP_NUM_THREADS": str(threads)},
+            "detach": True,
+        }
+        if config.kind is Kind.GPU:
+            args["device_requests"] = [DeviceRequest(count=1, capabilities=[["gpu"]])]
+            args["environment"]["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = f"{config.gpu_share:g}"
+        return args
+
+    def _address(self, container: Any) -> str:
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{WORKER_PORT}/tcp") or []
+        if not bindings:
+            raise BackendError(f"{container.name}: the worker port is not published")
+        return f"127.0.0.1:{bindings[0]['HostPort']}"
+
+    async def start(self, instance_id: str, model: str, config: HardwareConfig) -> StartedWorker:
+        if config.kind is Kind.GPU and not await asyncio.to_thread(self.gpu_runtime):
+            raise BackendError(f"{config.name} needs a GPU, but this docker engine has no GPU runtime")
+        spawned = time.time()
+        try:
+            container = await asyncio.to_thread(
+                lambda: self.client.containers.create(**self._run_args(instance_id, model, config, spawned))
+            )
+        except ImageNotFound as exc:
+            raise BackendError(f"image {self.image} not found: build it (scripts/build-images.sh)") from exc
+        except APIError as exc:
+            raise BackendError(f"cannot create the container of {instance_id}: {exc.explanation}") from exc
+        created = time.time()
+        self.containers[instance_id] = container
+        try:
+            await asyncio.to_thread(container.start)
+            started = time.time()
+            self.exits[instance_id] = asyncio.create_task(self._wait(container))
+            address = await asyncio.to_thread(self._address, container)
+            await wait_serving(address, spawned + self.start_timeout_s, self.exits[instance_id])
+            info = await describe(address)
+        except (BackendError, APIError, Exception) as exc:
+            logs = await asyncio.to_thread(self._logs, container)
+            await self.stop(instance_id)
+            raise BackendError(
+                f"{model} on {config.name}: {exc}" + (f" (log: {logs})" if logs else "")
+            ) from exc
+        ready = time.time()
+        phases = {p.name: p.duration.ToNanoseconds() / 1e9 for p in info.init_phases}
+        # The worker measured process_start from `spawned`; split off what the engine took.
+        engine_start = started - created
+        phases = {
+            "container_create": created - spawned,
+            "container_start": engine_start,
+            **phases,
+            "process_start": max(0.0, phases.get("process_start", 0.0) - (created - spawned) - engine_start),
+        }
+        phases["serve_ready"] = max(0.0, (ready - spawned) - sum(phases.values()))
+        return StartedWorker(instance_id, address, spawned, ready, phases)
+
+    @staticmethod
+    def _logs(container: Any) -> str:
+        with contextlib.suppress(DockerException):
+            lines = container.logs(tail=5).decode(errors="replace").strip().splitlines()
+            return " | ".join(lines)
+        return ""
+
+    async def _wait(self, container: Any) -> int:
+        result = await asyncio.to_thread(container.wait)
+        return int(result.get("StatusCode", -1))
+
+    async def wait_exit(self, instance_id: str) -> int:
+        task = self.exits.get(instance_id)
+        if task is None:
+            raise BackendError(f"unknown instance {instance_id}")
+        return await asyncio.shield(task)
+
+    async def stop(self, instance_id: str) -> None:
+        container = self.containers.pop(instance_id, None)
+        task = self.exits.pop(instance_id, None)
+        if container is None:
+            return
+        with contextlib.suppress(NotFound):
+            # docker stop: SIGTERM, then SIGKILL after the deadline.
+            await asyncio.to_thread(container.stop, timeout=max(1, math.ceil(self.stop_timeout_s)))
+        with contextlib.suppress(NotFound):
+            await asyncio.to_thread(container.remove, force=True)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.stop(i) for i in list(self.containers)), return_exceptions=True)
+
+    async def adopt(self) -> list[AdoptedWorker]:
+        """Find the smiless containers an earlier run left: running ones are adopted (this
+        backend controls them again), stopped ones are removed. No orphans survive."""
+        found = await asyncio.to_thread(
+            lambda: self.client.containers.list(all=True, filters={"label": LABEL})
+        )
+        out: list[AdoptedWorker] = []
+        for c in found:
+            labels = c.labels
+            iid = labels[LABEL]
+            if c.status == "running":
+                try:
+                    address = await asyncio.to_thread(self._address, c)
+                except BackendError:
+                    address = ""
+                self.containers[iid] = c
+                self.exits[iid] = asyncio.create_task(self._wait(c))
+                out.append(
+                    AdoptedWorker(
+                        iid,
+                        address,
+                        labels.get("io.smiless.model", ""),
+                        labels.get("io.smiless.config", ""),
+                        True,
+                    )
+                )
+            else:
+                with contextlib.suppress(NotFound):
+                    await asyncio.to_thread(c.remove, force=True)
+                out.append(
+                    AdoptedWorker(
+                        iid,
+                        "",
+                        labels.get("io.smiless.model", ""),
+                        labels.get("io.smiless.config", ""),
+                        False,
+                    )
+                )
+        return out
