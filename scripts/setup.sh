@@ -22,5 +22,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 echo "setup: installing smiless into .venv"
-.venv/bin/python -m pip install -q -e '.[worker,policy,dev]'
+.venv/bin/python -m pip install -q -e '.[dev]'
 echo "setup: done ($(.venv/bin/smiless --help >/dev/null && echo 'smiless CLI ready'))"
