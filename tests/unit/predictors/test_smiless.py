@@ -1,0 +1,169 @@
+"""The SMIless IT and count models: learning, bias, fallbacks, persistence, CPU budget.
+
+Networks are trained with a small budget so the file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from smiless.policy.predictors import (
+    CountModel,
+    ItModel,
+    LastValuePredictor,
+    SlotSeries,
+    SMIlessPredictor,
+    TrainingBudget,
+    load_predictor,
+    under_rate,
+)
+
+SMALL = TrainingBudget(hidden=16, max_epochs=60, patience=8, batch_size=32, max_windows=128)
+
+
+def history(its: list[int], counts: list[int]) -> np.ndarray:
+    """Per-slot counts with the given ITs between arrivals and the given arrival counts."""
+    slots = np.concatenate([[0], np.cumsum(its)])
+    out = np.zeros(int(slots[-1]) + 1, dtype=np.int64)
+    out[slots] = counts
+    return out
+
+
+def walk_forward(p: SMIlessPredictor, counts: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """Predict IT and count at each arrival from index `first` on (history up to that arrival)."""
+    s = SlotSeries.from_counts(counts)
+    preds = [p.predict(counts[: s.arrival_slots[j] + 1]) for j in range(first, s.its.size)]
+    return np.array([x.it_slots for x in preds]), np.array([x.count for x in preds])
+
+
+@pytest.fixture(scope="module")
+def periodic() -> tuple[np.ndarray, SMIlessPredictor]:
+    # ITs cycle 2, 2, 9 (a short burst, then a pause); counts follow the same cycle.
+    its = [2, 2, 9] * 50
+    counts = [1] + [3, 1, 6] * 50
+    h = history(its, counts)
+    cut = SlotSeries.from_counts(h).arrival_slots[120]
+    return h, SMIlessPredictor(budget=SMALL).fit(h[: cut + 1])
+
+
+def test_periodic_series_gets_its_it_predicted(periodic: tuple[np.ndarray, SMIlessPredictor]) -> None:
+    h, p = periodic
+    true = SlotSeries.from_counts(h).its[120:]
+    assert p.it_model.net is not None
+    # The network learned the cycle (to the slot: 2, 2 then 8 or 9)...
+    raw, _ = walk_forward(p.with_correction("none"), h, 120)
+    assert np.all(np.abs(raw - true) <= 1), (raw, true)
+    # ...which the naive forecast cannot: after the 9 it says 9, after the second 2 it says 2.
+    s = SlotSeries.from_counts(h)
+    naive = np.array(
+        [LastValuePredictor().predict(h[: s.arrival_slots[j] + 1]).it_slots for j in range(120, 150)]
+    )
+    assert np.mean(np.abs(naive - true) <= 1) < 0.5
+    # ...and the default (shrunk) forecast never pre-warms late and is at most a slot early.
+    it_pred, _ = walk_forward(p, h, 120)
+    assert np.all(it_pred <= true) and np.all(it_pred >= true - 1), (it_pred, true)
+    last = p.predict(h)
+    assert last.model == "smiless" and not last.fallback and last.reason == ""
+    assert last.it_confidence is not None and last.recent_error is not None
+
+
+def test_periodic_counts_not_under_estimated(periodic: tuple[np.ndarray, SMIlessPredictor]) -> None:
+    h, p = periodic
+    _, count_pred = walk_forward(p, h, 120)
+    true = SlotSeries.from_counts(h).arrival_counts[121:]
+    assert under_rate(count_pred, true) == 0.0
+    assert float(np.mean(count_pred / true)) <= 4.0  # biased up, not unbounded
+
+
+def test_count_model_under_estimate_rate_on_noisy_series() -> None:
+    rng = np.random.default_rng(7)
+    n = 400
+    level = 10 + 5 * np.sin(np.arange(n) / 15.0)  # a slow cycle under Poisson noise
+    counts = np.maximum(1, rng.poisson(level)).tolist()
+    its = rng.choice([1, 2, 3], size=n - 1).tolist()
+    h = history(its, counts)
+    first = 300
+    cut = SlotSeries.from_counts(h).arrival_slots[first]
+    m = CountModel(budget=SMALL)
+    m.fit(SlotSeries.from_counts(h[: cut + 1]))
+    assert m.net is not None and m.width in (1, 2, 4, 8)
+    s = SlotSeries.from_counts(h)
+    pred = [m.forecast(SlotSeries.from_counts(h[: s.arrival_slots[j] + 1])) for j in range(first, s.its.size)]
+    rate = under_rate(np.array(pred, dtype=float), s.arrival_counts[first + 1 :])
+    assert rate <= 0.05, rate
+    # ...while a plain median forecast under-estimates far more often.
+    median = np.median(s.arrival_counts[: first + 1])
+    assert under_rate(np.full(len(pred), median), s.arrival_counts[first + 1 :]) > 0.3
+
+
+def test_short_history_falls_back_and_says_why() -> None:
+    h = history([3, 5, 2, 4], [1, 2, 7, 1, 1])
+    p = SMIlessPredictor(budget=SMALL).fit(h)
+    out = p.predict(h)
+    assert out.fallback and out.model == "cold-start"
+    assert "IT: 4 inter-arrivals < 32 needed" in out.reason and "count:" in out.reason
+    assert (out.it_slots, out.count) == (2, 7)
+    assert out.it_confidence is None and out.recent_error is None
+    never = SMIlessPredictor(budget=SMALL).predict(h)
+    assert never.fallback and "not fitted" in never.reason
+
+
+def test_constant_it_needs_no_network() -> None:
+    h = history([1] * 60, [2] * 61)
+    p = SMIlessPredictor(budget=SMALL).fit(h)
+    out = p.predict(h)
+    assert p.it_model.net is None and p.it_model.constant == 1.0
+    assert (out.it_slots, out.count, out.fallback) == (1, 2, False)
+
+
+def test_round_trip_through_bytes(periodic: tuple[np.ndarray, SMIlessPredictor]) -> None:
+    h, p = periodic
+    data = p.to_bytes()
+    q = load_predictor(data)
+    assert isinstance(q, SMIlessPredictor)
+    for end in (200, 300, len(h)):
+        assert q.predict(h[:end]) == p.predict(h[:end])
+    assert SMIlessPredictor.from_bytes(data).it_model.n_in == p.it_model.n_in
+
+
+def test_corrections_order_over_estimation(periodic: tuple[np.ndarray, SMIlessPredictor]) -> None:
+    _, p = periodic
+    f = p.it_model.factors
+    assert 0.0 <= f["strict"] <= f["mape"] <= f["none"] == 1.0
+    strict = p.with_correction("strict")
+    assert strict.it_model.correction == "strict" and p.it_model.correction == "mape"
+    assert strict.it_model.net is p.it_model.net  # no retraining
+
+
+def test_noisy_it_is_shrunk_against_over_estimation() -> None:
+    rng = np.random.default_rng(3)
+    its = rng.geometric(0.2, size=120).tolist()  # memoryless: nothing to learn but the scale
+    h = history(its, [1] * 121)
+    first = 90
+    cut = SlotSeries.from_counts(h).arrival_slots[first]
+    p = SMIlessPredictor(it_model=ItModel(windows=(4, 8)), budget=SMALL).fit(h[: cut + 1])
+    raw = p.with_correction("none")
+    true = SlotSeries.from_counts(h).its[first:]
+    corrected, _ = walk_forward(p, h, first)
+    uncorrected, _ = walk_forward(raw, h, first)
+    assert np.mean(corrected > true) < np.mean(uncorrected > true)
+
+
+def test_training_is_deterministic_and_keeps_thread_setting() -> None:
+    torch.set_num_threads(2)
+    its = ([1, 4, 2] * 20)[:50]
+    h = history(its, [1] * 51)
+    a = ItModel(budget=SMALL)
+    a.fit(SlotSeries.from_counts(h))
+    assert torch.get_num_threads() == 2
+    b = ItModel(budget=SMALL)
+    b.fit(SlotSeries.from_counts(h))
+    assert a.n_in == b.n_in and a.factors == b.factors
+    assert a.raw_forecast(SlotSeries.from_counts(h)) == b.raw_forecast(SlotSeries.from_counts(h))
+
+
+def test_budget_is_validated() -> None:
+    with pytest.raises(ValueError):
+        TrainingBudget(max_epochs=0)
