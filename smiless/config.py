@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     profile_mape_threshold: float = Field(
         0.15, gt=0, description="Largest held-out MAPE of a fit the profiler stores without force."
     )
+    plan_top_k: int = Field(1, ge=1, description="Beam width (top-K) of the optimizer's path search.")
     max_message_mb: int = Field(64, gt=0, description="Largest gRPC message accepted or sent.")
     invocation_retention: int = Field(100_000, gt=0, description="Invocation records kept per app.")
     arrival_retention_s: float = Field(7 * 86400.0, gt=0, description="Arrival history kept per app.")

@@ -97,3 +97,34 @@ def init_coverage(
         print_json(row)
     else:
         console.print(table([row], f"init-time coverage of μ + {k:g}σ"))
+
+
+@bench_app.command("optimizer")
+def optimizer_bench(
+    seed: Annotated[int, typer.Option()] = 0,
+    repeats: Annotated[int, typer.Option(help="Timing repeats per case (median).")] = 5,
+    top_k: Annotated[int, typer.Option()] = 1,
+    max_nodes: Annotated[int, typer.Option(help="Node cap of the exact optimiser.")] = 300_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fast path search vs the exact optimiser on seeded random DAGs (M = 2, 8, 16)."""
+    from smiless.bench.optimizer import bench_optimizer, summarize
+
+    with console.status("planning seeded random DAGs with both searches..."):
+        rows = bench_optimizer(seed, repeats, max_nodes=max_nodes, top_k=top_k)
+    if as_json:
+        print_json(rows)
+        return
+    console.print(table(summarize(rows), "optimizer: medians over the SLAs 2-6 s"))
+
+
+@bench_app.command("autoscaler")
+def autoscaler_bench(as_json: JsonOpt = False) -> None:
+    """Median auto-scaler decision time for G = 1 … 1,000 concurrent invocations."""
+    from smiless.bench.optimizer import bench_autoscaler
+
+    rows = bench_autoscaler()
+    if as_json:
+        print_json(rows)
+        return
+    console.print(table(rows, "auto-scaler decision time"))

@@ -36,6 +36,11 @@ class FunctionPlan(_message.Message):
     INSTANCES_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
+    READY_OFFSET_FIELD_NUMBER: _builtins.int
+    PREWARM_AT_FIELD_NUMBER: _builtins.int
+    STOP_AFTER_SERVING_FIELD_NUMBER: _builtins.int
+    INSTANCE_CONFIG_FIELD_NUMBER: _builtins.int
+    INIT_HIDDEN_FIELD_NUMBER: _builtins.int
     function: _builtins.str
     config: _builtins.str
     mode: _common_pb2.ColdStartMode.ValueType
@@ -43,6 +48,11 @@ class FunctionPlan(_message.Message):
     instances: _builtins.int
     cost: _builtins.float
     """Expected cost per invocation in price units."""
+    stop_after_serving: _builtins.bool
+    instance_config: _builtins.str
+    """Config of each scaled-out instance (the auto-scaler's choice; = config otherwise)."""
+    init_hidden: _builtins.bool
+    """The stage's init time fits inside the upstream latency (the cascading effect)."""
     @_builtins.property
     def prewarm_window(self) -> _duration_pb2.Duration:
         """Start this long before the function's predicted input arrival."""
@@ -52,6 +62,16 @@ class FunctionPlan(_message.Message):
     @_builtins.property
     def latency(self) -> _duration_pb2.Duration:
         """Predicted latency of this stage (inference; plus init when cold)."""
+
+    @_builtins.property
+    def ready_offset(self) -> _duration_pb2.Duration:
+        """When the stage's input arrives, counted from the app's arrival."""
+
+    @_builtins.property
+    def prewarm_at(self) -> _timestamp_pb2.Timestamp:
+        """When to start the instance so it is ready (mu + k sigma) by its deadline; unset when no
+        pre-warm is planned.
+        """
 
     def __init__(
         self,
@@ -65,10 +85,15 @@ class FunctionPlan(_message.Message):
         instances: _builtins.int = ...,
         cost: _builtins.float = ...,
         latency: _duration_pb2.Duration | None = ...,
+        ready_offset: _duration_pb2.Duration | None = ...,
+        prewarm_at: _timestamp_pb2.Timestamp | None = ...,
+        stop_after_serving: _builtins.bool = ...,
+        instance_config: _builtins.str = ...,
+        init_hidden: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["keep_alive", b"keep_alive", "latency", b"latency", "prewarm_window", b"prewarm_window"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["keep_alive", b"keep_alive", "latency", b"latency", "prewarm_at", b"prewarm_at", "prewarm_window", b"prewarm_window", "ready_offset", b"ready_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "config", b"config", "cost", b"cost", "function", b"function", "instances", b"instances", "keep_alive", b"keep_alive", "latency", b"latency", "mode", b"mode", "prewarm_window", b"prewarm_window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "config", b"config", "cost", b"cost", "function", b"function", "init_hidden", b"init_hidden", "instance_config", b"instance_config", "instances", b"instances", "keep_alive", b"keep_alive", "latency", b"latency", "mode", b"mode", "prewarm_at", b"prewarm_at", "prewarm_window", b"prewarm_window", "ready_offset", b"ready_offset", "stop_after_serving", b"stop_after_serving"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -85,17 +110,30 @@ class AppPlan(_message.Message):
     FEASIBLE_FIELD_NUMBER: _builtins.int
     PLANNED_AT_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    FORECAST_IT_FIELD_NUMBER: _builtins.int
+    FORECAST_COUNT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    CRITICAL_PATH_FIELD_NUMBER: _builtins.int
     app: _builtins.str
     predicted_cost: _builtins.float
     feasible: _builtins.bool
     """False when no plan meets the SLA; the plan is then the fastest found."""
     reason: _builtins.str
+    forecast_count: _builtins.int
+    method: _builtins.str
+    """"fast" (path search) or "exact"."""
     @_builtins.property
     def functions(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunctionPlan]: ...
     @_builtins.property
     def predicted_latency(self) -> _duration_pb2.Duration: ...
     @_builtins.property
     def planned_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def forecast_it(self) -> _duration_pb2.Duration:
+        """The forecast the plan was made for."""
+
+    @_builtins.property
+    def critical_path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -106,10 +144,14 @@ class AppPlan(_message.Message):
         feasible: _builtins.bool = ...,
         planned_at: _timestamp_pb2.Timestamp | None = ...,
         reason: _builtins.str = ...,
+        forecast_it: _duration_pb2.Duration | None = ...,
+        forecast_count: _builtins.int = ...,
+        method: _builtins.str = ...,
+        critical_path: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["planned_at", b"planned_at", "predicted_latency", b"predicted_latency"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["forecast_it", b"forecast_it", "planned_at", b"planned_at", "predicted_latency", b"predicted_latency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "feasible", b"feasible", "functions", b"functions", "planned_at", b"planned_at", "predicted_cost", b"predicted_cost", "predicted_latency", b"predicted_latency", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "critical_path", b"critical_path", "feasible", b"feasible", "forecast_count", b"forecast_count", "forecast_it", b"forecast_it", "functions", b"functions", "method", b"method", "planned_at", b"planned_at", "predicted_cost", b"predicted_cost", "predicted_latency", b"predicted_latency", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -222,10 +264,13 @@ class RejectedOption(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    LATENCY_FIELD_NUMBER: _builtins.int
     config: _builtins.str
     mode: _common_pb2.ColdStartMode.ValueType
     cost: _builtins.float
     reason: _builtins.str
+    @_builtins.property
+    def latency(self) -> _duration_pb2.Duration: ...
     def __init__(
         self,
         *,
@@ -233,10 +278,11 @@ class RejectedOption(_message.Message):
         mode: _common_pb2.ColdStartMode.ValueType = ...,
         cost: _builtins.float = ...,
         reason: _builtins.str = ...,
+        latency: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "cost", b"cost", "mode", b"mode", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "cost", b"cost", "latency", b"latency", "mode", b"mode", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -51,6 +51,8 @@ class PredictResponse(_message.Message):
     RECENT_ERROR_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     PREDICTED_AT_FIELD_NUMBER: _builtins.int
+    LAST_ARRIVAL_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
     app: _builtins.str
     count: _builtins.int
     """Predicted invocations arriving together (an upper bound, by design)."""
@@ -70,6 +72,14 @@ class PredictResponse(_message.Message):
 
     @_builtins.property
     def predicted_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_arrival(self) -> _timestamp_pb2.Timestamp:
+        """The last arrival the prediction counts from; unset when the app has none yet."""
+
+    @_builtins.property
+    def slot(self) -> _duration_pb2.Duration:
+        """Slot length of the history the prediction was made on."""
+
     def __init__(
         self,
         *,
@@ -81,10 +91,12 @@ class PredictResponse(_message.Message):
         recent_error: _builtins.float = ...,
         reason: _builtins.str = ...,
         predicted_at: _timestamp_pb2.Timestamp | None = ...,
+        last_arrival: _timestamp_pb2.Timestamp | None = ...,
+        slot: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["keep_alive", b"keep_alive", "next_it", b"next_it", "predicted_at", b"predicted_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["keep_alive", b"keep_alive", "last_arrival", b"last_arrival", "next_it", b"next_it", "predicted_at", b"predicted_at", "slot", b"slot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "count", b"count", "keep_alive", b"keep_alive", "model", b"model", "next_it", b"next_it", "predicted_at", b"predicted_at", "reason", b"reason", "recent_error", b"recent_error"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "count", b"count", "keep_alive", b"keep_alive", "last_arrival", b"last_arrival", "model", b"model", "next_it", b"next_it", "predicted_at", b"predicted_at", "reason", b"reason", "recent_error", b"recent_error", "slot", b"slot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

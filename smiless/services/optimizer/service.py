@@ -1,9 +1,10 @@
 """Optimizer service. It owns the instances: nothing else starts or stops workers.
 
-This foundation version serves `EnsureInstance` (one instance per function, on the
-default hardware config, started on demand) and `ListInstances`, and records every
-instance's lifetime. Planning (`Plan`, `ExplainPlan`) arrives with the optimizer issue;
-until then those answer UNIMPLEMENTED and `GetPlan` serves whatever plan is stored.
+It plans (`Plan`, `ExplainPlan`: profiles from Redis, the forecast from the predictor,
+the fast path search over the configs this host can run), serves `EnsureInstance` (one
+instance per function, started on demand on the planned config, else the default one)
+and `ListInstances`, and records every instance's lifetime. Enforcing plans ahead of
+arrivals (the controller) is being built.
 """
 
 from __future__ import annotations
@@ -11,20 +12,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
 import time
 import uuid
 
 import grpc
 
-from smiless import logs
+from smiless import appspec, logs, profiles
 from smiless.backends import make_backend
 from smiless.backends.base import BackendError, WorkerBackend
-from smiless.catalogue import HardwareConfig, load_catalogue
+from smiless.catalogue import HardwareConfig, load_catalogue, mark_runnable
 from smiless.config import Settings
+from smiless.policy.costmodel import Forecast
+from smiless.policy.profile import FunctionProfile
+from smiless.policy.search import Plan, explain, fast_plan
 from smiless.server import RpcError, rpc
-from smiless.services.common import require_app
+from smiless.services.common import require_app, seconds
+from smiless.services.optimizer.planning import explanation_to_proto, plan_to_proto
 from smiless.store import Store
-from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc
+from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc, predictor_pb2, predictor_pb2_grpc
 
 log = logging.getLogger("smiless.optimizer")
 LIVE = (common_pb2.INSTANCE_STATE_STARTING, common_pb2.INSTANCE_STATE_READY)
@@ -40,7 +47,10 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
     def __init__(self, settings: Settings, store: Store, backend: WorkerBackend | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.catalogue = load_catalogue(settings.catalogue)
+        # Plans must be executable here: configs this host cannot run are not candidates.
+        self.catalogue = mark_runnable(
+            load_catalogue(settings.catalogue), os.cpu_count() or 1, gpu_available=False
+        )
         if settings.default_config not in self.catalogue:
             raise SystemExit(
                 f"smiless optimizer: default_config {settings.default_config!r} is not in the catalogue"
@@ -49,6 +59,8 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         self.instances: dict[str, common_pb2.Instance] = {}
         self.locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.watchers: set[asyncio.Task[None]] = set()
+        self.plans: dict[str, Plan] = {}
+        self.predictor: predictor_pb2_grpc.PredictorStub | None = None
 
     def add_to_server(self, server: grpc.aio.Server) -> list[str]:
         optimizer_pb2_grpc.add_OptimizerServicer_to_server(self, server)
@@ -138,9 +150,9 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         _ts(inst.ready_at, started.ready_at)
         inst.address = started.address
         inst.state = common_pb2.INSTANCE_STATE_READY
-        for name, seconds in started.phases.items():
+        for name, took in started.phases.items():
             phase = inst.init_phases.add(name=name)
-            phase.duration.FromNanoseconds(round(seconds * 1e9))
+            phase.duration.FromNanoseconds(round(took * 1e9))
         self.instances[instance_id] = inst
         await self.store.put_instance(inst)
         self._watch_later(instance_id)
@@ -153,6 +165,15 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             init_s=round(started.ready_at - started.spawned_at, 3),
         )
         return inst
+
+    async def _config_for(self, app: str, function: str) -> HardwareConfig:
+        """The planned config of a function, or the default one when there is no plan."""
+        plan = await self.store.get_plan(app)
+        for fp in plan.functions if plan is not None else []:
+            cfg = self.catalogue.get(fp.config)
+            if fp.function == function and cfg is not None and cfg.runnable:
+                return cfg
+        return self.catalogue[self.settings.default_config]
 
     @rpc
     async def EnsureInstance(
@@ -171,7 +192,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             for inst in self.instances.values():
                 if (inst.app, inst.function) == key and inst.state == common_pb2.INSTANCE_STATE_READY:
                     return optimizer_pb2.EnsureInstanceResponse(instance=inst, started=False)
-            config = self.catalogue[self.settings.default_config]
+            config = await self._config_for(request.app, request.function)
             inst = await self._start_instance(request.app, request.function, models[request.function], config)
             return optimizer_pb2.EnsureInstanceResponse(instance=inst, started=True)
 
@@ -188,12 +209,74 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         return optimizer_pb2.ListInstancesResponse(instances=sorted(found, key=lambda i: i.id))
 
     # --- plans ---------------------------------------------------------------------------
+    async def _profiles(self, spec: appspec.AppSpec) -> dict[str, dict[str, FunctionProfile]]:
+        """Every function's stored profiles; FAILED_PRECONDITION naming the unprofiled ones."""
+        out: dict[str, dict[str, FunctionProfile]] = {}
+        missing: list[str] = []
+        for f in spec.functions:
+            stored = await self.store.get_profiles(f.model)
+            if not stored:
+                missing.append(f"{f.name} ({f.model})")
+                continue
+            out[f.name] = {kind: profiles.from_proto(p) for kind, p in stored.items()}
+        if missing:
+            raise RpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"profiles: no profile for {', '.join(missing)}; run `smiless profile MODEL` first",
+            )
+        return out
+
+    async def _forecast(self, app: str) -> tuple[Forecast, float]:
+        """The predictor's forecast and the time it counts from (the last arrival)."""
+        if self.predictor is None:
+            channel = grpc.aio.insecure_channel(self.settings.predictor_addr)
+            self.predictor = predictor_pb2_grpc.PredictorStub(channel)
+        try:
+            pred = await self.predictor.Predict(predictor_pb2.PredictRequest(app=app), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, f"prediction for {app!r}: {exc.details()}") from exc
+        it_s = pred.next_it.ToNanoseconds() / 1e9
+        keep = pred.keep_alive.ToNanoseconds() / 1e9
+        forecast = Forecast(it_s if it_s > 0 else math.inf, max(1, pred.count), keep)
+        since = seconds(pred.last_arrival)
+        return forecast, since if since is not None else time.time()
+
+    async def _plan(self, app: str) -> tuple[optimizer_pb2.AppPlan, Plan]:
+        stored = await require_app(self.store, app)
+        spec = appspec.validate(appspec.from_proto(stored.spec))
+        found = await self._profiles(spec)
+        forecast, since = await self._forecast(app)
+        runnable = {n: c for n, c in self.catalogue.items() if c.runnable}
+        plan = fast_plan(
+            spec.function_names,
+            spec.edges,
+            spec.sla_s,
+            found,
+            runnable,
+            forecast,
+            since,
+            top_k=self.settings.plan_top_k,
+        )
+        msg = plan_to_proto(app, plan, time.time())
+        await self.store.put_plan(msg)
+        self.plans[app] = plan
+        logs.event(
+            log,
+            "planned",
+            app=app,
+            feasible=plan.feasible,
+            cost=plan.cost,
+            latency_s=round(plan.latency_s, 4),
+            configs=plan.configs,
+        )
+        return msg, plan
+
     @rpc
     async def Plan(
         self, request: optimizer_pb2.PlanRequest, context: grpc.aio.ServicerContext
     ) -> optimizer_pb2.PlanResponse:
-        await require_app(self.store, request.app)
-        raise RpcError(grpc.StatusCode.UNIMPLEMENTED, "Plan: the planner is not implemented yet")
+        msg, _ = await self._plan(request.app)
+        return optimizer_pb2.PlanResponse(plan=msg)
 
     @rpc
     async def GetPlan(
@@ -209,5 +292,6 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
     async def ExplainPlan(
         self, request: optimizer_pb2.ExplainPlanRequest, context: grpc.aio.ServicerContext
     ) -> optimizer_pb2.ExplainPlanResponse:
-        await require_app(self.store, request.app)
-        raise RpcError(grpc.StatusCode.UNIMPLEMENTED, "ExplainPlan: the planner is not implemented yet")
+        """Explains a fresh plan: the chosen option per function and every rejected one."""
+        msg, plan = await self._plan(request.app)
+        return optimizer_pb2.ExplainPlanResponse(plan=msg, functions=explanation_to_proto(explain(plan), msg))
