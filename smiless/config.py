@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         0.15, gt=0, description="Largest held-out MAPE of a fit the profiler stores without force."
     )
     plan_top_k: int = Field(1, ge=1, description="Beam width (top-K) of the optimizer's path search.")
+    slot_s: float = Field(1.0, gt=0, description="Slot length of the invocation history (s).")
+    predictor_history_s: float = Field(86400.0, gt=0, description="History the predictor reads (s).")
+    predictor_train_interval_s: float = Field(
+        30.0, gt=0, description="How often the predictor looks for apps to refit."
+    )
+    predictor_retrain_arrivals: int = Field(20, ge=1, description="New arrivals that trigger a refit.")
+    predictor_min_its: int = Field(33, ge=2, description="Inter-arrivals an app needs before its first fit.")
     max_message_mb: int = Field(64, gt=0, description="Largest gRPC message accepted or sent.")
     invocation_retention: int = Field(100_000, gt=0, description="Invocation records kept per app.")
     arrival_retention_s: float = Field(7 * 86400.0, gt=0, description="Arrival history kept per app.")

@@ -12,6 +12,7 @@ unless noted):
 |                                       |        | "__params__" -> the run's parameters (resume)     |
 | smiless:profile-lock:{model}          | string | owner of the running profile (SET NX, expiring)   |
 | smiless:arrivals:{app}                | stream | one entry per arrival; the entry id is the time   |
+| smiless:predictors                    | hash   | app name -> serialised predictor (to_bytes())     |
 | smiless:plans                         | hash   | app name -> optimizer.AppPlan                     |
 | smiless:instances                     | hash   | instance id -> common.Instance (live registry)    |
 | smiless:instances:events              | pubsub | instance ids whose registry entry changed         |
@@ -36,6 +37,7 @@ from smiless.v1 import common_pb2, gateway_pb2, optimizer_pb2, profiler_pb2
 PREFIX = "smiless:"
 APPS = PREFIX + "apps"
 PLANS = PREFIX + "plans"
+PREDICTORS = PREFIX + "predictors"
 INSTANCES = PREFIX + "instances"
 INSTANCE_EVENTS = PREFIX + "instances:events"
 LIFETIMES = PREFIX + "lifetimes"
@@ -114,7 +116,8 @@ class Store:
         pipe = self.redis.pipeline()
         pipe.hdel(APPS, name)
         pipe.hdel(PLANS, name)
-        removed, _ = await pipe.execute()
+        pipe.hdel(PREDICTORS, name)
+        removed, *_ = await pipe.execute()
         return bool(removed)
 
     # profiles -----------------------------------------------------------------------------
@@ -182,6 +185,14 @@ class Store:
         hi = str(int(end * 1000)) if end is not None else "+"
         rows = await self.redis.xrange(arrivals_key(app), lo, hi)
         return [float(fields[b"t"]) for _, fields in rows]
+
+    # predictors ---------------------------------------------------------------------------
+    async def put_predictor(self, app: str, model: bytes) -> None:
+        await self.redis.hset(PREDICTORS, app, model)
+
+    async def get_predictor(self, app: str) -> bytes | None:
+        raw = await self.redis.hget(PREDICTORS, app)
+        return bytes(raw) if raw is not None else None
 
     # plans --------------------------------------------------------------------------------
     async def put_plan(self, plan: optimizer_pb2.AppPlan) -> None:

@@ -60,7 +60,8 @@ from smiless.policy.predictors import (
 from smiless.policy.predictors.lstm import SMIlessPredictor
 from smiless.trace import Trace, TraceError, TraceFunction, load_trace
 
-DEFAULT_TRACE = "/work/shared/data/azure2019/invocations_1250.csv"
+# The sample that sits beside a checkout of this repository (../shared/data/azure2019).
+DEFAULT_TRACE = str(Path(__file__).resolve().parents[3] / "shared" / "data" / "azure2019" / "invocations_1250.csv")
 
 #: Row order of the report: the SMIless variants first, then the baselines.
 PREDICTORS: tuple[str, ...] = (

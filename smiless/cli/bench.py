@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import uuid
+from pathlib import Path
 from typing import Annotated
 
 import grpc
@@ -128,3 +129,29 @@ def autoscaler_bench(as_json: JsonOpt = False) -> None:
         print_json(rows)
         return
     console.print(table(rows, "auto-scaler decision time"))
+
+
+@bench_app.command("predictor")
+def predictor_bench(
+    trace: Annotated[Path, typer.Option(help="Azure Functions invocations CSV.")],
+    max_functions: Annotated[int, typer.Option(help="Functions evaluated (evenly spaced by activity).")] = 80,
+    jobs: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    as_json: JsonOpt = False,
+) -> None:
+    """Accuracy of every predictor on the last 20 % of each selected function's series."""
+    from dataclasses import asdict
+
+    from smiless.bench.predictor import BenchConfig, run_benchmark
+    from smiless.trace import TraceError
+
+    cfg = BenchConfig(max_functions=max_functions, jobs=max(1, jobs))
+    try:
+        with console.status(f"fitting and evaluating every predictor on {trace} ..."):
+            rows = [asdict(r) for r in run_benchmark(trace, cfg)]
+    except (TraceError, OSError) as exc:
+        fail(f"--trace: {exc}")
+        raise
+    if as_json:
+        print_json(rows)
+        return
+    console.print(table(rows, f"predictor accuracy ({rows[0]['functions'] if rows else 0} functions)"))

@@ -365,4 +365,5 @@ def status(
 # Sub-commands that live in their own modules register themselves on `app`.
 from smiless.cli import bench as _bench  # noqa: E402,F401
 from smiless.cli import plan as _plan  # noqa: E402,F401
+from smiless.cli import predict as _predict  # noqa: E402,F401
 from smiless.cli import profile as _profile  # noqa: E402,F401

@@ -1,15 +1,33 @@
-"""Predictor service: serves arrival history. The predictors (Predict) arrive with the
-predictor issue; until then Predict answers UNIMPLEMENTED rather than a guess."""
+"""Predictor service: per-app arrival history in, next IT / count / keep-alive out.
+
+`Predict` is cheap: it builds the app's per-slot series from Redis and asks the app's
+current model. Training never blocks it: a background task refits one app at a time, in a
+worker thread on one torch thread (the CPU budget: at most one core, one fit at a time;
+each fit is bounded by the predictor's TrainingBudget), when an app has gained
+`predictor_retrain_arrivals` arrivals since its last fit; the fresh model is swapped in and
+persisted to Redis, so it survives a restart. Until an app has enough history the
+SMIless model answers with its documented cold-start rule and says so.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+
 import grpc
 
+from smiless import logs
 from smiless.config import Settings
+from smiless.policy.predictors import Predictor, SlotSeries, load_predictor, make_predictor
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app, seconds
 from smiless.store import Store
 from smiless.v1 import predictor_pb2, predictor_pb2_grpc
+
+log = logging.getLogger("smiless.predictor")
+MODEL_KIND = "smiless"
 
 
 class PredictorService(predictor_pb2_grpc.PredictorServicer):
@@ -18,23 +36,103 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        self.models: dict[str, Predictor] = {}
+        self.fitted_on: dict[str, int] = {}  # app -> arrivals in the history of its last fit
+        self._trainer: asyncio.Task[None] | None = None
 
     def add_to_server(self, server: grpc.aio.Server) -> list[str]:
         predictor_pb2_grpc.add_PredictorServicer_to_server(self, server)
         return ["smiless.v1.Predictor"]
 
     async def start(self) -> None:
-        pass
+        self._trainer = asyncio.create_task(self._train_loop())
 
     async def stop(self) -> None:
-        pass
+        if self._trainer is not None:
+            self._trainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._trainer
 
+    # --- history and models --------------------------------------------------------------
+    async def _history(self, app: str, now: float) -> tuple[SlotSeries, list[float]]:
+        arrivals = await self.store.arrivals(app, start=now - self.settings.predictor_history_s, end=now)
+        if not arrivals:
+            return SlotSeries.from_counts([]), arrivals
+        series = SlotSeries.from_arrivals(arrivals, slot_s=self.settings.slot_s, end=now)
+        return series, arrivals
+
+    async def _model(self, app: str) -> Predictor:
+        model = self.models.get(app)
+        if model is None:
+            raw = await self.store.get_predictor(app)
+            if raw is not None:
+                try:
+                    model = load_predictor(raw)
+                except ValueError as exc:  # a model this code cannot read: start afresh
+                    logs.event(log, "stored predictor unreadable", logging.WARNING, app=app, error=str(exc))
+            if model is None:
+                model = make_predictor(MODEL_KIND)
+            self.models[app] = model
+        return model
+
+    async def train(self, app: str) -> bool:
+        """Refit `app` if it gained enough arrivals; True when a new model was swapped in."""
+        series, arrivals = await self._history(app, time.time())
+        last = self.fitted_on.get(app, 0)
+        if len(arrivals) - last < self.settings.predictor_retrain_arrivals and app in self.fitted_on:
+            return False
+        if series.its.size < self.settings.predictor_min_its:
+            return False
+        fresh = make_predictor(MODEL_KIND)
+        began = time.monotonic()
+        await asyncio.to_thread(fresh.fit, series)
+        self.models[app] = fresh
+        self.fitted_on[app] = len(arrivals)
+        await self.store.put_predictor(app, fresh.to_bytes())
+        logs.event(
+            log,
+            "predictor trained",
+            app=app,
+            arrivals=len(arrivals),
+            fit_s=round(time.monotonic() - began, 3),
+        )
+        return True
+
+    async def _train_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.predictor_train_interval_s)
+            try:
+                for app in await self.store.list_apps():
+                    await self.train(app.spec.name)
+            except Exception:  # keep training later; Predict keeps answering meanwhile
+                log.exception("training round failed")
+
+    # --- RPCs ----------------------------------------------------------------------------
     @rpc
     async def Predict(
         self, request: predictor_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> predictor_pb2.PredictResponse:
         await require_app(self.store, request.app)
-        raise RpcError(grpc.StatusCode.UNIMPLEMENTED, "Predict: the predictors are not implemented yet")
+        now = time.time()
+        series, arrivals = await self._history(request.app, now)
+        model = await self._model(request.app)
+        pred = model.predict(series)
+        slot = self.settings.slot_s
+        resp = predictor_pb2.PredictResponse(
+            app=request.app,
+            count=pred.count,
+            model=pred.model,
+            recent_error=pred.recent_error or 0.0,
+            reason=pred.reason,
+        )
+        resp.next_it.FromNanoseconds(round(pred.it_slots * slot * 1e9))
+        keep = pred.keep_alive_slots if pred.keep_alive_slots is not None else 0
+        resp.keep_alive.FromNanoseconds(round(keep * slot * 1e9))
+        resp.predicted_at.FromNanoseconds(round(now * 1e9))
+        resp.slot.FromNanoseconds(round(slot * 1e9))
+        if arrivals:
+            resp.last_arrival.FromNanoseconds(round(arrivals[-1] * 1e9))
+        return resp
 
     @rpc
     async def GetHistory(
