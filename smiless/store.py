@@ -180,6 +180,15 @@ class Store:
         pipe.xtrim(key, minid=int((times[-1] - retention_s) * 1000), approximate=True)
         await pipe.execute()
 
+    async def replace_arrivals(self, app: str, times: list[float], retention_s: float) -> None:
+        await self.redis.delete(arrivals_key(app))
+        for i in range(0, len(times), 10_000):
+            await self.record_arrivals(app, times[i : i + 10_000], retention_s)
+
+    async def last_arrival(self, app: str) -> float | None:
+        rows = await self.redis.xrevrange(arrivals_key(app), "+", "-", count=1)
+        return float(rows[0][1][b"t"]) if rows else None
+
     async def arrivals(self, app: str, start: float | None = None, end: float | None = None) -> list[float]:
         lo = str(int(start * 1000)) if start is not None else "-"
         hi = str(int(end * 1000)) if end is not None else "+"

@@ -61,7 +61,9 @@ from smiless.policy.predictors.lstm import SMIlessPredictor
 from smiless.trace import Trace, TraceError, TraceFunction, load_trace
 
 # The sample that sits beside a checkout of this repository (../shared/data/azure2019).
-DEFAULT_TRACE = str(Path(__file__).resolve().parents[3] / "shared" / "data" / "azure2019" / "invocations_1250.csv")
+DEFAULT_TRACE = str(
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "azure2019" / "invocations_1250.csv"
+)
 
 #: Row order of the report: the SMIless variants first, then the baselines.
 PREDICTORS: tuple[str, ...] = (

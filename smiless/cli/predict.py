@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Annotated
 
 import grpc
@@ -50,3 +52,52 @@ def predict(
     console.print(t)
     if p.reason:
         console.print(f"[yellow]note:[/yellow] {p.reason}")
+
+
+history_app = typer.Typer(help="An app's invocation history.", no_args_is_help=True)
+app.add_typer(history_app, name="history")
+
+
+@history_app.command("load")
+def history_load(
+    name: Annotated[str, typer.Argument(help="App name.")],
+    trace: Annotated[Path, typer.Option(help="Azure Functions invocations CSV.")],
+    row: Annotated[str, typer.Option(help="HashFunction of the row, or its 0-based index.")],
+    seconds_per_minute: Annotated[float, typer.Option(help="One trace minute lasts this long.")] = 2.0,
+    minutes: Annotated[int | None, typer.Option(help="Load only the last N trace minutes.")] = None,
+    spread: Annotated[str, typer.Option(help="together | poisson (within each minute).")] = "together",
+    replace: Annotated[bool, typer.Option(help="Drop the recorded history first.")] = False,
+    predictor: Annotated[str | None, typer.Option(envvar="SMILESS_PREDICTOR_ADDR")] = None,
+) -> None:
+    """Load a trace row as an app's history, compressed in time and ending now."""
+    from smiless.trace import TraceError, arrivals_from_counts, load_trace
+
+    try:
+        loaded = load_trace(trace)
+    except (TraceError, OSError) as exc:
+        fail(f"--trace: {exc}")
+        raise
+    try:
+        fn = loaded.functions[int(row)] if row.isdigit() else loaded.function(row)
+    except (IndexError, KeyError):
+        fail(f"--row: {row!r} is neither a HashFunction nor an index below {len(loaded)}")
+        raise
+    counts = fn.counts[-minutes:] if minutes else fn.counts
+    if spread not in ("together", "poisson"):
+        fail(f"--spread: {spread!r} is not together or poisson")
+    start = time.time() - len(counts) * seconds_per_minute
+    times = arrivals_from_counts(counts, seconds_per_minute, spread=spread, start=start)  # type: ignore[arg-type]
+    req = predictor_pb2.LoadHistoryRequest(app=name, replace=replace)
+    for t in times:
+        req.arrivals.add().FromNanoseconds(round(float(t) * 1e9))
+    addr = predictor or Settings().predictor_addr
+    with grpc.insecure_channel(addr) as ch:
+        try:
+            resp = predictor_pb2_grpc.PredictorStub(ch).LoadHistory(req, timeout=60)
+        except grpc.RpcError as exc:
+            fail(f"{exc.code().name}: {exc.details()}")
+            raise
+    console.print(
+        f"loaded {resp.loaded} arrivals of {fn.hash_function[:12]}… into {name} "
+        f"({len(counts)} trace minutes over {len(counts) * seconds_per_minute:.0f} s)"
+    )

@@ -45,6 +45,11 @@ class PredictorStub:
                 request_serializer=smiless_dot_v1_dot_predictor__pb2.GetHistoryRequest.SerializeToString,
                 response_deserializer=smiless_dot_v1_dot_predictor__pb2.GetHistoryResponse.FromString,
                 _registered_method=True)
+        self.LoadHistory = channel.unary_unary(
+                '/smiless.v1.Predictor/LoadHistory',
+                request_serializer=smiless_dot_v1_dot_predictor__pb2.LoadHistoryRequest.SerializeToString,
+                response_deserializer=smiless_dot_v1_dot_predictor__pb2.LoadHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class PredictorServicer:
@@ -63,6 +68,13 @@ class PredictorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadHistory(self, request, context):
+        """Adds arrivals to an app's history (for example a trace, compressed in time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PredictorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_PredictorServicer_to_server(servicer, server):
                     servicer.GetHistory,
                     request_deserializer=smiless_dot_v1_dot_predictor__pb2.GetHistoryRequest.FromString,
                     response_serializer=smiless_dot_v1_dot_predictor__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'LoadHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadHistory,
+                    request_deserializer=smiless_dot_v1_dot_predictor__pb2.LoadHistoryRequest.FromString,
+                    response_serializer=smiless_dot_v1_dot_predictor__pb2.LoadHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +149,33 @@ class Predictor:
             '/smiless.v1.Predictor/GetHistory',
             smiless_dot_v1_dot_predictor__pb2.GetHistoryRequest.SerializeToString,
             smiless_dot_v1_dot_predictor__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smiless.v1.Predictor/LoadHistory',
+            smiless_dot_v1_dot_predictor__pb2.LoadHistoryRequest.SerializeToString,
+            smiless_dot_v1_dot_predictor__pb2.LoadHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

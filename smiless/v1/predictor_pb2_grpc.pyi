@@ -35,6 +35,8 @@ class PredictorStub:
     def __new__(cls, channel: _aio.Channel) -> PredictorAsyncStub: ...
     Predict: _grpc.UnaryUnaryMultiCallable[_predictor_pb2.PredictRequest, _predictor_pb2.PredictResponse]
     GetHistory: _grpc.UnaryUnaryMultiCallable[_predictor_pb2.GetHistoryRequest, _predictor_pb2.GetHistoryResponse]
+    LoadHistory: _grpc.UnaryUnaryMultiCallable[_predictor_pb2.LoadHistoryRequest, _predictor_pb2.LoadHistoryResponse]
+    """Adds arrivals to an app's history (for example a trace, compressed in time)."""
 
 @_typing.type_check_only
 class PredictorAsyncStub(PredictorStub):
@@ -43,6 +45,8 @@ class PredictorAsyncStub(PredictorStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Predict: _aio.UnaryUnaryMultiCallable[_predictor_pb2.PredictRequest, _predictor_pb2.PredictResponse]  # type: ignore[assignment]
     GetHistory: _aio.UnaryUnaryMultiCallable[_predictor_pb2.GetHistoryRequest, _predictor_pb2.GetHistoryResponse]  # type: ignore[assignment]
+    LoadHistory: _aio.UnaryUnaryMultiCallable[_predictor_pb2.LoadHistoryRequest, _predictor_pb2.LoadHistoryResponse]  # type: ignore[assignment]
+    """Adds arrivals to an app's history (for example a trace, compressed in time)."""
 
 class PredictorServicer(metaclass=_abc_1.ABCMeta):
     """Predicts when an app's next invocations arrive and how many come together."""
@@ -60,5 +64,13 @@ class PredictorServicer(metaclass=_abc_1.ABCMeta):
         request: _predictor_pb2.GetHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_predictor_pb2.GetHistoryResponse, _abc.Awaitable[_predictor_pb2.GetHistoryResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def LoadHistory(
+        self,
+        request: _predictor_pb2.LoadHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_predictor_pb2.LoadHistoryResponse, _abc.Awaitable[_predictor_pb2.LoadHistoryResponse]]:
+        """Adds arrivals to an app's history (for example a trace, compressed in time)."""
 
 def add_PredictorServicer_to_server(servicer: PredictorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,3 +80,64 @@ def test_predicted_it_follows_the_arrival_pattern(fast_stack: LocalStack) -> Non
         while len(pred.GetHistory(predictor_pb2.GetHistoryRequest(app="pulse"), timeout=10).arrivals) < 86:
             assert time.time() < deadline, "every arrival is recorded"
             time.sleep(0.1)
+
+
+def test_load_history_from_a_trace(stack: LocalStack, tmp_path: Path) -> None:
+    spec = appspec.AppSpec("traced", 2.0, (appspec.FunctionSpec("m", "tiny-mlp"),))
+    header = "HashFunction,HashApp,HashOwner," + ",".join(f"minute_{i}" for i in range(1, 1441))
+    counts = [0] * 1440
+    counts[-3:] = [2, 0, 1]
+    trace = tmp_path / "trace.csv"
+    trace.write_text(header + "\nf1,a1,o1," + ",".join(map(str, counts)) + "\n")
+    env = {**os.environ, "SMILESS_PREDICTOR_ADDR": stack.addresses["predictor"]}
+    with (
+        grpc.insecure_channel(stack.addresses["gateway"]) as gch,
+        grpc.insecure_channel(stack.addresses["predictor"]) as pch,
+    ):
+        gateway_pb2_grpc.GatewayStub(gch).RegisterApp(
+            gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True), timeout=10
+        )
+        pred = predictor_pb2_grpc.PredictorStub(pch)
+        args = [
+            sys.executable,
+            "-m",
+            "smiless",
+            "history",
+            "load",
+            "traced",
+            "--trace",
+            str(trace),
+            "--row",
+            "f1",
+        ]
+        out = subprocess.run(
+            [*args, "--minutes", "3", "--replace"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        hist = pred.GetHistory(predictor_pb2.GetHistoryRequest(app="traced"), timeout=10).arrivals
+        times = [t.ToNanoseconds() / 1e9 for t in hist]
+        assert (
+            len(times) == 3 and times[0] == times[1] and times[2] - times[0] == pytest.approx(4.0, abs=0.01)
+        )
+        # not newer than what is recorded, out of order, in the future: refused, nothing loaded
+        now = time.time()
+        for stamps, field in (
+            ([now - 100], "arrivals[0]"),
+            ([now - 1, now - 2], "arrivals[1]"),
+            ([now + 60], "arrivals[0]"),
+        ):
+            req = predictor_pb2.LoadHistoryRequest(app="traced")
+            for t in stamps:
+                req.arrivals.add().FromNanoseconds(round(t * 1e9))
+            with pytest.raises(grpc.RpcError) as info:
+                pred.LoadHistory(req, timeout=10)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.details().startswith(field)
+        assert len(pred.GetHistory(predictor_pb2.GetHistoryRequest(app="traced"), timeout=10).arrivals) == 3
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "\nf1,a1,o1," + ",".join(["1"] * 1439 + ["-4"]) + "\n")
+    out = subprocess.run(
+        [*args[:-4], "--trace", str(bad), "--row", "0"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "bad.csv:2:" in out.stderr.replace("\n", ""), "the error names the line"

@@ -135,6 +135,32 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
         return resp
 
     @rpc
+    async def LoadHistory(
+        self, request: predictor_pb2.LoadHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> predictor_pb2.LoadHistoryResponse:
+        await require_app(self.store, request.app)
+        times = [t.ToNanoseconds() / 1e9 for t in request.arrivals]
+        now = time.time()
+        for i, t in enumerate(times):
+            if i and t < times[i - 1]:
+                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"arrivals[{i}]: not in ascending order")
+            if t > now + 1.0:
+                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"arrivals[{i}]: lies in the future")
+        if request.replace:
+            await self.store.replace_arrivals(request.app, times, self.settings.arrival_retention_s)
+        else:
+            last = await self.store.last_arrival(request.app)
+            if times and last is not None and times[0] <= last:
+                raise RpcError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "arrivals[0]: not newer than the app's last recorded arrival (use replace)",
+                )
+            await self.store.record_arrivals(request.app, times, self.settings.arrival_retention_s)
+        self.fitted_on.pop(request.app, None)  # new history: refit at the next round
+        logs.event(log, "history loaded", app=request.app, arrivals=len(times), replace=request.replace)
+        return predictor_pb2.LoadHistoryResponse(loaded=len(times))
+
+    @rpc
     async def GetHistory(
         self, request: predictor_pb2.GetHistoryRequest, context: grpc.aio.ServicerContext
     ) -> predictor_pb2.GetHistoryResponse:
