@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     profile_mape_threshold: float = Field(
         0.15, gt=0, description="Largest held-out MAPE of a fit the profiler stores without force."
     )
+    refit_interval_s: float = Field(60.0, gt=0, description="How often the profiler checks for drift.")
+    refit_drift: float = Field(
+        0.25,
+        gt=0,
+        description="Median relative error of a profile on observed latencies that triggers a refit.",
+    )
+    refit_min_samples: int = Field(10, ge=1, description="Observations of a (config, batch) a refit needs.")
     plan_top_k: int = Field(1, ge=1, description="Beam width (top-K) of the optimizer's path search.")
     slot_s: float = Field(1.0, gt=0, description="Slot length of the invocation history (s).")
     predictor_history_s: float = Field(86400.0, gt=0, description="History the predictor reads (s).")

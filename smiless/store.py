@@ -19,6 +19,8 @@ unless noted):
 | smiless:lifetimes                     | hash   | instance id -> common.Instance (start/ready/stop, |
 |                                       |        | config, price): the basis of every cost figure    |
 | smiless:invocations:{app}             | stream | fields: latency_ms, sla_met, cold, request_id     |
+| smiless:stage-latencies:{model}:{config} | stream | warm stage latencies the gateway saw: batch,    |
+|                                       |        | seconds (the profiler's online refit reads them)  |
 
 Streams give O(1) appends, range reads by time (entry ids are milliseconds since the
 epoch) and bounded retention (MAXLEN / MINID trimming).
@@ -65,8 +67,22 @@ def arrivals_key(app: str) -> str:
     return f"{PREFIX}arrivals:{app}"
 
 
+def stage_latencies_key(model: str, config: str) -> str:
+    return f"{PREFIX}stage-latencies:{model}:{config}"
+
+
 def invocations_key(app: str) -> str:
     return f"{PREFIX}invocations:{app}"
+
+
+@dataclass(frozen=True)
+class StageLatency:
+    """One warm stage call as the gateway saw it (Infer round trip, no queueing)."""
+
+    model: str
+    config: str
+    batch: int
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -263,6 +279,26 @@ class Store:
                 approximate=True,
             )
         await pipe.execute()
+
+    async def record_stage_latencies(self, samples: list[StageLatency], keep: int) -> None:
+        if not samples:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for s in samples:
+            pipe.xadd(
+                stage_latencies_key(s.model, s.config),
+                {"batch": s.batch, "seconds": f"{s.seconds:.6f}"},
+                maxlen=keep,
+                approximate=True,
+            )
+        await pipe.execute()
+
+    async def stage_latencies(self, model: str, config: str, count: int) -> list[StageLatency]:
+        """The most recent `count` samples, oldest first."""
+        rows = await self.redis.xrevrange(stage_latencies_key(model, config), "+", "-", count=count)
+        return [
+            StageLatency(model, config, int(f[b"batch"]), float(f[b"seconds"])) for _, f in reversed(rows)
+        ]
 
     async def invocations(
         self, app: str, start: float | None = None, end: float | None = None

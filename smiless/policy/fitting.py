@@ -124,3 +124,28 @@ def coverage(init: InitModel, totals: Sequence[float], k: float = 3.0) -> float:
         return math.nan
     bound = init.bound(k)
     return sum(t <= bound for t in totals) / len(totals)
+
+
+def drift(model: InferenceModel, samples: Sequence[LatencySample]) -> float:
+    """Median relative error of `model` on observed samples (0 when there are none)."""
+    if not samples:
+        return 0.0
+    return float(np.median([abs(model.latency(s.batch, s.r) - s.seconds) / s.seconds for s in samples]))
+
+
+def merge_points(
+    model: InferenceModel, stored: Sequence[LatencySample], recent: Sequence[LatencySample]
+) -> list[LatencySample]:
+    """The points an online refit fits. Recent observations replace stored measurements of
+    the same (batch, resource). The other stored points are scaled by the median ratio of
+    observed to modelled latency: the gateway mostly sees a few batch sizes, and a slowdown
+    it sees there (a noisy neighbour, a slower host) is taken to apply everywhere, rather
+    than letting stale points pull the refit back to the old model."""
+    if not recent:
+        return list(stored)
+    ratio = float(np.median([s.seconds / model.latency(s.batch, s.r) for s in recent]))
+    seen = {(s.batch, s.r) for s in recent}
+    return [
+        *recent,
+        *(LatencySample(s.batch, s.r, s.seconds * ratio) for s in stored if (s.batch, s.r) not in seen),
+    ]

@@ -119,3 +119,33 @@ async def _put(url: str, profile: profiler_pb2.Profile) -> None:
     store = Store(url)
     await store.put_profile(profile, "cpu")
     await store.close()
+
+
+async def test_online_refit_follows_the_gateways_latencies(redis_url: str) -> None:
+    """Warm latencies recorded by the gateway drift 10x from the profile: the profiler
+    stores a refitted version that says so; without drift it stores nothing."""
+    from smiless.config import Settings
+    from smiless.services.profiler.service import ProfilerService
+    from smiless.store import StageLatency
+
+    store = Store(redis_url)
+    profile = profiler_pb2.Profile(
+        model="tiny-mlp", kind=common_pb2.HARDWARE_KIND_CPU, configs=["cpu-1"], version=3
+    )
+    profile.inference.CopyFrom(profiler_pb2.InferenceModel(lam=0.001, alpha=0.0, beta=1.0, gamma=0.001))
+    for b, t in ((1, 0.002), (2, 0.003), (4, 0.005)):
+        profile.points.add(config="cpu-1", batch_size=b).median.FromNanoseconds(round(t * 1e9))
+    await store.put_profile(profile, "cpu")
+    service = ProfilerService(Settings(redis_url=redis_url), store)
+    await store.record_stage_latencies([StageLatency("tiny-mlp", "cpu-1", 1, 0.0021)] * 20, keep=1000)
+    assert await service.refit("tiny-mlp") == [], "within the drift threshold: no refit"
+    await store.record_stage_latencies([StageLatency("tiny-mlp", "cpu-1", 1, 0.02)] * 200, keep=1000)
+    (new,) = await service.refit("tiny-mlp")
+    assert new.version == 4 and any(n.startswith("online refit") for n in new.notes)
+    got = (await store.get_profiles("tiny-mlp"))["cpu"]
+    assert got.version == 4
+    old_t1 = 0.001 * 1 + 0.001
+    new_t1 = got.inference.lam * (got.inference.alpha + got.inference.beta) + got.inference.gamma
+    assert new_t1 > 3 * old_t1, "the refit moved towards the observed 20 ms"
+    await service.stop()
+    await store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from smiless import appspec, tensors, zoo
 from smiless.cli.stack import LocalStack
+from smiless.store import StageLatency, Store
 from smiless.v1 import (
     common_pb2,
     gateway_pb2,
@@ -167,7 +169,8 @@ def test_status_and_cost(
     stack: LocalStack, gw: gateway_pb2_grpc.GatewayStub, registered: list[appspec.AppSpec]
 ) -> None:
     x = tensors.to_proto(zoo.MODELS["imagerecognition"].example_input())
-    gw.Invoke(gateway_pb2.InvokeRequest(app="image-query", input=x), timeout=180)
+    for _ in range(2):  # the second one is warm: its stage latencies are recorded
+        gw.Invoke(gateway_pb2.InvokeRequest(app="image-query", input=x), timeout=180)
     out = subprocess.run(
         [sys.executable, "-m", "smiless", "status", "--json", "--gateway", stack.addresses["gateway"]],
         capture_output=True,
@@ -180,8 +183,20 @@ def test_status_and_cost(
     apps = {a["name"]: a for a in doc["apps"]}
     assert {"image-query", "voice-assistant", "amber-alert"} <= set(apps)
     assert int(apps["image-query"]["invocations"]) >= 1, "invocations are recorded (after the buffered flush)"
+    samples = asyncio.run(_stage_samples(str(stack.redis_url), "imagerecognition", "cpu-1"))
+    assert samples and all(x.batch == 1 and 0 < x.seconds < 10 for x in samples), (
+        "warm stage latencies recorded"
+    )
     cost = gw.GetCostReport(gateway_pb2.GetCostReportRequest(app="image-query"), timeout=10)
     assert cost.total_cost > 0 and {f.function for f in cost.apps[0].functions} == {"ir", "bert", "qa"}
+
+
+async def _stage_samples(url: str, model: str, config: str) -> list[StageLatency]:
+    store = Store(url)
+    try:
+        return await store.stage_latencies(model, config, 100)
+    finally:
+        await store.close()
 
 
 def test_other_services_validate(stack: LocalStack, registered: list[appspec.AppSpec]) -> None:

@@ -72,3 +72,18 @@ def test_init_fit_and_coverage() -> None:
     assert coverage(init, [init.bound() + 1]) == 0.0
     with pytest.raises(FitError):
         fit_init(starts[:1])
+
+
+def test_drift_and_merge() -> None:
+    from smiless.policy.fitting import drift, merge_points
+
+    truth = InferenceModel(0.02, 0.75, 0.25, 0.004)
+    stored = grid(truth)
+    assert drift(truth, stored) == pytest.approx(0.0, abs=1e-9)
+    slower = [LatencySample(s.batch, s.r, s.seconds * 1.5) for s in stored if s.batch <= 4]
+    assert drift(truth, slower) == pytest.approx(1 / 3, rel=1e-6)
+    merged = merge_points(truth, stored, slower)
+    assert len(merged) == len(stored)
+    refit = fit_inference(merged).model
+    for b in (1, 2, 16):  # a uniform 1.5x slowdown seen at small batches applies everywhere
+        assert refit.latency(b, 1.0) == pytest.approx(truth.latency(b, 1.0) * 1.5, rel=1e-3)

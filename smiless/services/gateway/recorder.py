@@ -13,9 +13,10 @@ import logging
 from collections import defaultdict, deque
 
 from smiless import logs
-from smiless.store import InvocationRecord, Store, StoreError
+from smiless.store import InvocationRecord, StageLatency, Store, StoreError
 
 log = logging.getLogger("smiless.gateway.recorder")
+STAGE_SAMPLES_KEPT = 1000  # per (model, config): enough for the profiler's drift check
 
 
 class Recorder:
@@ -28,6 +29,7 @@ class Recorder:
         self.interval_s = interval_s
         self.arrivals: deque[tuple[str, float]] = deque(maxlen=max_buffer)
         self.records: deque[tuple[str, InvocationRecord]] = deque(maxlen=max_buffer)
+        self.stages: deque[StageLatency] = deque(maxlen=max_buffer)
         self.dropped = 0
         self.healthy = True
         self._task: asyncio.Task[None] | None = None
@@ -42,8 +44,13 @@ class Recorder:
             self.dropped += 1
         self.records.append((app, record))
 
+    def stage(self, sample: StageLatency) -> None:
+        if len(self.stages) == self.stages.maxlen:
+            self.dropped += 1
+        self.stages.append(sample)
+
     async def flush(self) -> None:
-        arrivals, records = list(self.arrivals), list(self.records)
+        arrivals, records, stages = list(self.arrivals), list(self.records), list(self.stages)
         by_app: dict[str, list[float]] = defaultdict(list)
         for app, at in arrivals:
             by_app[app].append(at)
@@ -55,6 +62,7 @@ class Recorder:
                 await self.store.record_arrivals(app, sorted(times), self.retention_s)
             for app, recs in rec_by_app.items():
                 await self.store.record_invocations(app, recs, self.keep)
+            await self.store.record_stage_latencies(stages, STAGE_SAMPLES_KEPT)
         except (StoreError, OSError) as exc:
             if self.healthy:
                 logs.event(log, "recording buffered: redis unavailable", logging.WARNING, error=str(exc))
@@ -65,11 +73,13 @@ class Recorder:
             self.arrivals.popleft()
         for _ in records:
             self.records.popleft()
+        for _ in stages:
+            self.stages.popleft()
 
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            if self.arrivals or self.records:
+            if self.arrivals or self.records or self.stages:
                 await self.flush()
 
     def start(self) -> None:

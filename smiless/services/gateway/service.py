@@ -16,7 +16,7 @@ from smiless.server import RpcError, grpc_options, rpc
 from smiless.services.common import require_app, seconds
 from smiless.services.gateway.executor import StageFailed, StageResult, execute
 from smiless.services.gateway.recorder import Recorder
-from smiless.store import InvocationRecord, Store
+from smiless.store import InvocationRecord, StageLatency, Store
 from smiless.v1 import (
     common_pb2,
     gateway_pb2,
@@ -185,8 +185,9 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             got = time.monotonic()
             stub = worker_pb2_grpc.WorkerStub(self.router.channel(inst.address))
             try:
+                req = worker_pb2.InferRequest(inputs=[tensors.to_proto(x)])  # type: ignore[arg-type]
                 resp = await stub.Infer(
-                    worker_pb2.InferRequest(inputs=[tensors.to_proto(x)]),  # type: ignore[arg-type]
+                    req,
                     timeout=max(0.001, deadline - time.monotonic()),
                 )
             except grpc.aio.AioRpcError as exc:
@@ -207,6 +208,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                     f"stage {function}: {exc.details()}",
                 ) from exc
             end = time.monotonic()
+            if not was_cold:
+                self.recorder.stage(StageLatency(inst.model, inst.config, len(req.inputs), end - got))
             return StageResult(
                 output=tensors.from_proto(resp.outputs[0]),
                 instance_id=inst.id,

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import statistics
 import uuid
 from collections.abc import AsyncIterator
 
@@ -23,7 +24,7 @@ from smiless.backends import make_backend
 from smiless.backends.base import BackendError, WorkerBackend
 from smiless.catalogue import HardwareConfig, Kind, load_catalogue, mark_runnable
 from smiless.config import Settings
-from smiless.policy.fitting import FitError, LatencySample, fit_inference, fit_init
+from smiless.policy.fitting import FitError, LatencySample, drift, fit_inference, fit_init, merge_points
 from smiless.server import RpcError, rpc
 from smiless.services.profiler import measure
 from smiless.store import Store
@@ -33,6 +34,7 @@ log = logging.getLogger("smiless.profiler")
 _KINDS = {common_pb2.HARDWARE_KIND_CPU: "cpu", common_pb2.HARDWARE_KIND_GPU: "gpu"}
 DEFAULT_BATCHES = (1, 2, 4, 8, 16)
 LOCK_TTL_S = 120.0
+REFIT_WINDOW = 200  # most recent gateway samples per (model, config) a refit looks at
 
 
 def _check_model(model: str) -> zoo.ModelSpec:
@@ -54,16 +56,87 @@ class ProfilerService(profiler_pb2_grpc.ProfilerServicer):
             load_catalogue(settings.catalogue), os.cpu_count() or 1, gpu_available=False
         )
         self.backend: WorkerBackend = backend or make_backend(settings)
+        self._refitter: asyncio.Task[None] | None = None
 
     def add_to_server(self, server: grpc.aio.Server) -> list[str]:
         profiler_pb2_grpc.add_ProfilerServicer_to_server(self, server)
         return ["smiless.v1.Profiler"]
 
     async def start(self) -> None:
-        pass
+        self._refitter = asyncio.create_task(self._refit_loop())
 
     async def stop(self) -> None:
+        if self._refitter is not None:
+            self._refitter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refitter
         await self.backend.close()
+
+    # --- online refit --------------------------------------------------------------------
+    async def _refit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.refit_interval_s)
+            for model in zoo.MODELS:
+                try:
+                    await self.refit(model)
+                except Exception:  # a bad sample must not stop the loop; next round retries
+                    log.exception("online refit of %s failed", model)
+
+    async def refit(self, model: str) -> list[profiler_pb2.Profile]:
+        """Refit `model` where the warm latencies the gateway recorded drift from its profile
+        by more than `refit_drift`; returns the profiles it stored."""
+        stored = await self.store.get_profiles(model)
+        refreshed = []
+        for kind_name, profile in stored.items():
+            kind = profiles.KIND_FROM_PROTO[profile.kind]
+            recent: list[LatencySample] = []
+            for cfg in (c for c in self.catalogue.values() if c.kind is kind):
+                samples = await self.store.stage_latencies(model, cfg.name, REFIT_WINDOW)
+                by_batch: dict[int, list[float]] = {}
+                for s in samples:
+                    by_batch.setdefault(s.batch, []).append(s.seconds)
+                recent += [
+                    LatencySample(b, cfg.resource, statistics.median(v))
+                    for b, v in by_batch.items()
+                    if len(v) >= self.settings.refit_min_samples
+                ]
+            current = profiles.from_proto(profile).inference
+            seen = drift(current, recent)
+            if not recent or seen <= self.settings.refit_drift:
+                continue
+            measured = [
+                LatencySample(
+                    pt.batch_size, self.catalogue[pt.config].resource, pt.median.ToNanoseconds() / 1e9
+                )
+                for pt in profile.points
+                if pt.config in self.catalogue
+            ]
+            try:
+                fit = fit_inference(merge_points(current, measured, recent))
+            except FitError:
+                continue
+            new = profiler_pb2.Profile()
+            new.CopyFrom(profile)
+            new.version = profile.version + 1
+            new.inference.CopyFrom(profiles.inference_to_proto(fit.model, fit.mape))
+            new.created_at.GetCurrentTime()
+            inf = profile.inference
+            before = f"T = {inf.lam:.4g}·B·({inf.alpha:.3f}/r + {inf.beta:.3f}) + {inf.gamma:.4g}"
+            new.notes.append(
+                f"online refit: observed latencies drifted {seen:.0%} from {before} "
+                f"(version {profile.version}); refitted on {len(recent)} recent points"
+            )
+            await self.store.put_profile(new, kind_name)
+            logs.event(
+                log,
+                "profile refitted online",
+                model=model,
+                kind=kind_name,
+                drift=round(seen, 3),
+                version=new.version,
+            )
+            refreshed.append(new)
+        return refreshed
 
     def _configs(self, request: profiler_pb2.ProfileFunctionRequest) -> dict[str, HardwareConfig]:
         names = list(request.configs) or [
