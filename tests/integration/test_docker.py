@@ -1,0 +1,109 @@
+"""Real worker containers through the docker backend.
+
+These need a Docker engine and the worker image (`scripts/install-docker.sh`,
+`scripts/build-images.sh`). Without them the tests skip, unless SMILESS_REQUIRE_DOCKER=1
+(CI sets it), where a missing engine or image is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from smiless import tensors, zoo
+from smiless.backends.base import BackendError
+from smiless.catalogue import load_catalogue
+from smiless.v1 import worker_pb2, worker_pb2_grpc
+
+IMAGE = os.environ.get("SMILESS_WORKER_IMAGE", "smiless-worker:latest")
+
+
+def _docker_ready() -> str | None:
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+        client.images.get(IMAGE)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+_why = _docker_ready()
+if _why is not None:
+    if os.environ.get("SMILESS_REQUIRE_DOCKER") == "1":
+        raise RuntimeError(f"SMILESS_REQUIRE_DOCKER=1 but docker or {IMAGE} is unavailable: {_why}")
+    pytest.skip(f"docker or {IMAGE} unavailable: {_why}", allow_module_level=True)
+
+from smiless.backends.docker import LABEL, DockerBackend  # noqa: E402
+
+
+def _smiless_containers() -> list[str]:
+    import docker
+
+    return [str(c.name) for c in docker.from_env().containers.list(all=True, filters={"label": LABEL})]
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[DockerBackend]:
+    b = DockerBackend(IMAGE, start_timeout_s=120, stop_timeout_s=5)
+    yield b
+    await b.close()
+
+
+@pytest.mark.parametrize("config", ["cpu-1", "cpu-2"])
+async def test_container_per_config_serves_batches(backend: DockerBackend, config: str) -> None:
+    cfg = load_catalogue()[config]
+    w = await backend.start(f"test-{config}", "imagerecognition", cfg)
+    assert w.address.startswith("127.0.0.1:"), "published on loopback only"
+    assert {"container_create", "container_start", "runtime_import", "model_load", "warmup"} <= set(w.phases)
+    container = backend.containers[w.instance_id]
+    container.reload()
+    host = container.attrs["HostConfig"]
+    assert host["NanoCpus"] == int(cfg.cores * 1e9) and host["Memory"] == cfg.memory_mb * 1024 * 1024
+    assert container.attrs["Config"]["User"] not in ("", "root", "0"), "workers do not run as root"
+    spec = zoo.MODELS["imagerecognition"]
+    batch = [spec.example_input(seed=i, length=i + 1) for i in range(4)]
+    async with grpc.aio.insecure_channel(w.address) as ch:
+        stub = worker_pb2_grpc.WorkerStub(ch)
+        resp = await stub.Infer(
+            worker_pb2.InferRequest(inputs=[tensors.to_proto(x) for x in batch]), timeout=60
+        )
+        assert [tensors.from_proto(o).shape for o in resp.outputs] == [(1,), (2,), (3,), (4,)]
+        info = await stub.Describe(worker_pb2.DescribeRequest(), timeout=10)
+        assert info.config == config and info.intra_op_threads == int(cfg.cores)
+    await backend.stop(w.instance_id)
+    assert _smiless_containers() == [], "stopped containers are removed"
+
+
+async def test_dead_container_noticed_within_a_second(backend: DockerBackend) -> None:
+    w = await backend.start("test-kill", "tiny-mlp", load_catalogue()["cpu-1"])
+    killed = time.monotonic()
+    await asyncio.to_thread(backend.containers[w.instance_id].kill)
+    code = await asyncio.wait_for(backend.wait_exit(w.instance_id), timeout=1.0)
+    assert code != 0 and time.monotonic() - killed < 1.0
+    await backend.stop(w.instance_id)
+    assert _smiless_containers() == []
+
+
+async def test_gpu_config_refused_without_gpu_runtime(backend: DockerBackend) -> None:
+    if await asyncio.to_thread(backend.gpu_runtime):
+        pytest.skip("this engine has a GPU runtime")
+    with pytest.raises(BackendError, match="no GPU runtime"):
+        await backend.start("test-gpu", "tiny-mlp", load_catalogue()["gpu-10"])
+
+
+async def test_restarted_backend_adopts_running_containers(backend: DockerBackend) -> None:
+    w = await backend.start("test-adopt", "tiny-mlp", load_catalogue()["cpu-1"])
+    fresh = DockerBackend(IMAGE)
+    adopted = await fresh.adopt()
+    assert [(a.instance_id, a.address, a.running) for a in adopted] == [("test-adopt", w.address, True)]
+    backend.containers.pop(w.instance_id)  # the first controller "crashed"
+    await fresh.close()
+    assert _smiless_containers() == [], "the new controller stops what it adopted"
