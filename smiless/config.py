@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     worker_backend: Literal["process", "docker"] = Field(
         "process", description="How instances run: local child processes or Docker containers."
     )
+    worker_network: str = Field(
+        "", description="Docker network workers join (compose); empty: publish on 127.0.0.1."
+    )
     worker_image: str = Field("smiless-worker:latest", description="Worker image of the docker backend.")
     worker_start_timeout_s: float = Field(120.0, gt=0, description="Longest wait for a worker to be ready.")
     worker_stop_timeout_s: float = Field(5.0, gt=0, description="Graceful stop deadline before a kill.")

@@ -19,7 +19,10 @@ def make_backend(settings: Settings) -> WorkerBackend:
         from smiless.backends.docker import DockerBackend
 
         return DockerBackend(
-            settings.worker_image, settings.worker_start_timeout_s, settings.worker_stop_timeout_s
+            settings.worker_image,
+            settings.worker_start_timeout_s,
+            settings.worker_stop_timeout_s,
+            network=settings.worker_network,
         )
     from smiless.backends.process import ProcessBackend
 

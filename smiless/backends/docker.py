@@ -4,7 +4,8 @@
   torch's intra-op threads = the cores.
 - GPU configs: a device request for one GPU plus `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` = the
   share; refused with a clear error when the engine has no GPU (nvidia) runtime.
-- The worker's port is published on 127.0.0.1 only, on a port the engine picks.
+- The worker's port is published on 127.0.0.1 only, on a port the engine picks; or, when
+  `network` is set (docker compose), the worker joins that network and is reached by name.
 - Every container carries labels naming it a smiless instance (`io.smiless.*`), so a
   restarted controller finds, re-adopts or removes what an earlier run left (`adopt()`).
 
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
@@ -28,6 +30,7 @@ from smiless.backends.process import describe, wait_serving
 from smiless.catalogue import HardwareConfig, Kind
 
 LABEL = "io.smiless.instance"
+MAX_WAITERS = 256  # containers one backend can watch at once
 WORKER_PORT = 50000
 
 
@@ -40,17 +43,23 @@ class DockerBackend:
         start_timeout_s: float = 120.0,
         stop_timeout_s: float = 5.0,
         client: Any | None = None,
+        network: str = "",
     ) -> None:
         try:
-            self.client = client or docker.from_env()
+            self.client = client or docker.from_env(max_pool_size=MAX_WAITERS)
             self.client.ping()
         except DockerException as exc:
             raise BackendError(f"docker engine unreachable: {exc}") from exc
         self.image = image
+        self.network = network
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.containers: dict[str, Any] = {}
         self.exits: dict[str, asyncio.Task[int]] = {}
+        # Each live container has a thread blocked in `wait` (it returns the moment the
+        # container exits). They get their own pool: in the default one they would starve
+        # every other engine call once a handful of containers run.
+        self._waiters = ThreadPoolExecutor(max_workers=MAX_WAITERS, thread_name_prefix="smiless-wait")
 
     def gpu_runtime(self) -> bool:
         return "nvidia" in (self.client.info().get("Runtimes") or {})
@@ -75,7 +84,12 @@ class DockerBackend:
             ],
             "name": f"smiless-{instance_id}",
             "labels": {LABEL: instance_id, "io.smiless.model": model, "io.smiless.config": config.name},
-            "ports": {f"{WORKER_PORT}/tcp": ("127.0.0.1", None)},
+            # Beside the services on a user network (compose), or published on loopback.
+            **(
+                {"network": self.network}
+                if self.network
+                else {"ports": {f"{WORKER_PORT}/tcp": ("127.0.0.1", None)}}
+            ),
             "nano_cpus": int(config.cores * 1e9),
             "mem_limit": f"{config.memory_mb}m",
             "environment": {"SMILESS_WORKER_SPAWNED_AT": f"{created:.6f}", "OMP_NUM_THREADS": str(threads)},
@@ -87,6 +101,8 @@ class DockerBackend:
         return args
 
     def _address(self, container: Any) -> str:
+        if self.network:
+            return f"{container.name}:{WORKER_PORT}"
         container.reload()
         bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{WORKER_PORT}/tcp") or []
         if not bindings:
@@ -141,7 +157,7 @@ class DockerBackend:
         return ""
 
     async def _wait(self, container: Any) -> int:
-        result = await asyncio.to_thread(container.wait)
+        result = await asyncio.get_running_loop().run_in_executor(self._waiters, container.wait)
         return int(result.get("StatusCode", -1))
 
     async def wait_exit(self, instance_id: str) -> int:
@@ -167,6 +183,7 @@ class DockerBackend:
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(i) for i in list(self.containers)), return_exceptions=True)
+        self._waiters.shutdown(wait=False, cancel_futures=True)
 
     async def adopt(self) -> list[AdoptedWorker]:
         """Find the smiless containers an earlier run left: running ones are adopted (this

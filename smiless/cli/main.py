@@ -178,6 +178,20 @@ def up(
         console.print("stopped.")
 
 
+@app.command()
+def health(
+    address: Annotated[str, typer.Argument(help="host:port of any smiless service or worker.")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 2.0,
+) -> None:
+    """Exit 0 when the standard gRPC health check says SERVING (for container health checks)."""
+    from smiless.cli.stack import health_status
+
+    state = health_status(address, timeout)
+    console.print(f"{address}: {state}")
+    if state != "SERVING":
+        raise typer.Exit(1)
+
+
 # --- apps ------------------------------------------------------------------------------------
 @apps_app.command("register")
 def apps_register(

@@ -107,3 +107,16 @@ async def test_restarted_backend_adopts_running_containers(backend: DockerBacken
     backend.containers.pop(w.instance_id)  # the first controller "crashed"
     await fresh.close()
     assert _smiless_containers() == [], "the new controller stops what it adopted"
+
+
+async def test_many_live_containers_do_not_starve_the_backend(backend: DockerBackend) -> None:
+    """More live containers than the default thread pool has threads: starting one more
+    must still work (each container's exit watch blocks a thread)."""
+    cfg = load_catalogue()["cpu-1"]
+    n = min(32, (os.cpu_count() or 1) + 4) + 1
+    started = await asyncio.gather(*(backend.start(f"test-many-{i}", "tiny-mlp", cfg) for i in range(n)))
+    assert len(started) == n
+    extra = await asyncio.wait_for(backend.start("test-many-extra", "tiny-mlp", cfg), timeout=120)
+    assert extra.address
+    await backend.close()
+    assert _smiless_containers() == []
