@@ -15,6 +15,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from smiless import profiles
+from smiless.backends.base import BackendError
 from smiless.backends.process import ProcessBackend
 from smiless.catalogue import load_catalogue
 from smiless.cli.main import JsonOpt, app, console, fail, print_json
@@ -155,3 +156,33 @@ def predictor_bench(
         print_json(rows)
         return
     console.print(table(rows, f"predictor accuracy ({rows[0]['functions'] if rows else 0} functions)"))
+
+
+@bench_app.command("coldstart")
+def coldstart_bench(
+    models: Annotated[str, typer.Option(help="Comma-separated zoo models.")] = "tiny-mlp,resnet50",
+    configs: Annotated[str, typer.Option(help="Comma-separated hardware configs.")] = "cpu-1,cpu-2",
+    starts: Annotated[int, typer.Option(help="Cold starts per (model, config), and floor runs.")] = 5,
+    image: Annotated[str, typer.Option(envvar="SMILESS_WORKER_IMAGE")] = "smiless-worker:latest",
+    as_json: JsonOpt = False,
+) -> None:
+    """Cold starts of real worker containers, per phase, against the floor measured in the same
+    run: a bare container of the same image that imports torch and builds the same model."""
+    from smiless.bench.coldstart import run_coldstart
+
+    cat = load_catalogue(Settings().catalogue)
+    names = [c for c in configs.split(",") if c]
+    for c in names:
+        if c not in cat:
+            fail(f"--configs: unknown hardware config {c!r}")
+    try:
+        with console.status("cold-starting containers..."):
+            rows = asyncio.run(run_coldstart(image, models.split(","), [cat[c] for c in names], starts))
+    except BackendError as exc:
+        fail(str(exc))
+        raise
+    if as_json:
+        print_json(rows)
+        return
+    flat = [{k: v for k, v in r.items() if k != "phases_ms"} for r in rows]
+    console.print(table(flat, "cold start vs floor (ms)"))

@@ -9,6 +9,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from smiless import zoo
+from smiless.catalogue import Kind
 from smiless.cli.stack import LocalStack, free_port
 from smiless.store import Store
 from smiless.v1 import common_pb2, profiler_pb2, profiler_pb2_grpc
@@ -147,5 +149,38 @@ async def test_online_refit_follows_the_gateways_latencies(redis_url: str) -> No
     old_t1 = 0.001 * 1 + 0.001
     new_t1 = got.inference.lam * (got.inference.alpha + got.inference.beta) + got.inference.gamma
     assert new_t1 > 3 * old_t1, "the refit moved towards the observed 20 ms"
+    await service.stop()
+    await store.close()
+
+
+async def test_fit_above_the_mape_threshold_is_refused_unless_forced(redis_url: str) -> None:
+    """Measurements a linear model cannot follow (quadratic in B): refused without force,
+    stored with a note with force."""
+    import json
+
+    from smiless.catalogue import load_catalogue
+    from smiless.config import Settings
+    from smiless.server import RpcError
+    from smiless.services.profiler import measure
+    from smiless.services.profiler.service import ProfilerService
+
+    store = Store(redis_url)
+    service = ProfilerService(Settings(redis_url=redis_url, profile_mape_threshold=0.05), store)
+    configs = {"cpu-1": load_catalogue()["cpu-1"]}
+    steps = measure.plan_steps(["cpu-1"], 2, [1, 2, 4, 8, 16])
+    results = {}
+    for s in steps:
+        if s.kind == "cold":
+            results[s.key] = json.dumps({"runtime_import": 1.0 + 0.1 * s.index, "model_load": 0.1})
+        else:
+            t = 0.001 * s.index**2 + 0.001
+            results[s.key] = json.dumps({"median": t, "p10": t, "p90": t, "reps": 10.0})
+    spec = zoo.MODELS["tiny-mlp"]
+    with pytest.raises(RpcError) as info:
+        await service._fit_and_store(spec, Kind.CPU, configs, steps, results, force=False)
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION and "exceeds 5%" in info.value.message
+    assert await store.get_profiles("tiny-mlp") == {}, "nothing stored"
+    stored = await service._fit_and_store(spec, Kind.CPU, configs, steps, results, force=True)
+    assert any("stored with force" in n for n in stored.notes)
     await service.stop()
     await store.close()
