@@ -5,22 +5,19 @@ from __future__ import annotations
 
 from smiless.catalogue import Kind
 from smiless.policy.profile import FunctionProfile, InferenceModel, InitModel, InitPhase
+from smiless.protoutil import set_seconds
 from smiless.v1 import common_pb2, profiler_pb2
 
 KIND_TO_PROTO = {Kind.CPU: common_pb2.HARDWARE_KIND_CPU, Kind.GPU: common_pb2.HARDWARE_KIND_GPU}
 KIND_FROM_PROTO = {v: k for k, v in KIND_TO_PROTO.items()}
 
 
-def _dur(msg: object, seconds: float) -> None:
-    msg.FromNanoseconds(round(seconds * 1e9))  # type: ignore[attr-defined]
-
-
 def init_to_proto(init: InitModel) -> list[profiler_pb2.PhaseDistribution]:
     out = []
     for p in init.phases:
         d = profiler_pb2.PhaseDistribution(name=p.name)
-        _dur(d.mean, p.mu)
-        _dur(d.stddev, p.sigma)
+        set_seconds(d.mean, p.mu)
+        set_seconds(d.stddev, p.sigma)
         out.append(d)
     return out
 

@@ -55,14 +55,21 @@ def fail(message: str) -> None:
 
 
 @contextmanager
-def gateway(address: str | None) -> Iterator[gateway_pb2_grpc.GatewayStub]:
-    addr = address or Settings().gateway_addr
+def connect(service: str, address: str | None) -> Iterator[grpc.Channel]:
+    """A channel to a smiless service, or one clear line and exit 1 when it is unreachable."""
+    addr = address or Settings().service_addr(service)
     with grpc.insecure_channel(addr) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=5)
         except grpc.FutureTimeoutError:
-            hint = "is `smiless up` running? (--gateway, SMILESS_GATEWAY_ADDR)"
-            fail(f"cannot reach the gateway at {addr}: {hint}")
+            env = f"SMILESS_{service.upper()}_ADDR"
+            fail(f"cannot reach the {service} at {addr}: is `smiless up` running? (--{service}, {env})")
+        yield channel
+
+
+@contextmanager
+def gateway(address: str | None) -> Iterator[gateway_pb2_grpc.GatewayStub]:
+    with connect("gateway", address) as channel:
         yield gateway_pb2_grpc.GatewayStub(channel)
 
 

@@ -8,8 +8,7 @@ import grpc
 import typer
 from rich.table import Table
 
-from smiless.cli.main import JsonOpt, app, console, fail, print_json, secs, to_dict
-from smiless.config import Settings
+from smiless.cli.main import JsonOpt, app, connect, console, fail, print_json, secs, to_dict
 from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc
 
 MODES = {
@@ -27,12 +26,7 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Plan an app now and explain the choice per function."""
-    addr = optimizer or Settings().optimizer_addr
-    with grpc.insecure_channel(addr) as ch:
-        try:
-            grpc.channel_ready_future(ch).result(timeout=5)
-        except grpc.FutureTimeoutError:
-            fail(f"cannot reach the optimizer at {addr}: is `smiless up` running?")
+    with connect("optimizer", optimizer) as ch:
         try:
             resp = optimizer_pb2_grpc.OptimizerStub(ch).ExplainPlan(
                 optimizer_pb2.ExplainPlanRequest(app=name), timeout=60

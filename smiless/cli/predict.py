@@ -10,8 +10,7 @@ import grpc
 import typer
 from rich.table import Table
 
-from smiless.cli.main import JsonOpt, app, console, fail, print_json, secs, to_dict
-from smiless.config import Settings
+from smiless.cli.main import JsonOpt, app, connect, console, fail, print_json, secs, to_dict
 from smiless.v1 import predictor_pb2, predictor_pb2_grpc
 
 
@@ -22,12 +21,7 @@ def predict(
     as_json: JsonOpt = False,
 ) -> None:
     """Next inter-arrival time, invocation count and keep-alive, and which model answered."""
-    addr = predictor or Settings().predictor_addr
-    with grpc.insecure_channel(addr) as ch:
-        try:
-            grpc.channel_ready_future(ch).result(timeout=5)
-        except grpc.FutureTimeoutError:
-            fail(f"cannot reach the predictor at {addr}: is `smiless up` running?")
+    with connect("predictor", predictor) as ch:
         try:
             p = predictor_pb2_grpc.PredictorStub(ch).Predict(
                 predictor_pb2.PredictRequest(app=name), timeout=30
@@ -90,8 +84,7 @@ def history_load(
     req = predictor_pb2.LoadHistoryRequest(app=name, replace=replace)
     for t in times:
         req.arrivals.add().FromNanoseconds(round(float(t) * 1e9))
-    addr = predictor or Settings().predictor_addr
-    with grpc.insecure_channel(addr) as ch:
+    with connect("predictor", predictor) as ch:
         try:
             resp = predictor_pb2_grpc.PredictorStub(ch).LoadHistory(req, timeout=60)
         except grpc.RpcError as exc:

@@ -10,8 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from smiless.cli.main import JsonOpt, app, console, fail, print_json, to_dict
-from smiless.config import Settings
+from smiless.cli.main import JsonOpt, app, connect, console, fail, print_json, to_dict
 from smiless.v1 import common_pb2, profiler_pb2, profiler_pb2_grpc
 
 KIND = {common_pb2.HARDWARE_KIND_CPU: "cpu", common_pb2.HARDWARE_KIND_GPU: "gpu"}
@@ -112,17 +111,12 @@ def profile(
     as_json: JsonOpt = False,
 ) -> None:
     """Profile a model (resumable: run it again after an interruption) or show its profile."""
-    addr = profiler or Settings().profiler_addr
     try:
         batches = [int(b) for b in batch_sizes.split(",") if b.strip()]
     except ValueError:
         fail(f"--batch-sizes: {batch_sizes!r} is not a comma-separated list of integers")
         raise
-    with grpc.insecure_channel(addr) as channel:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=5)
-        except grpc.FutureTimeoutError:
-            fail(f"cannot reach the profiler at {addr}: is `smiless up` running?")
+    with connect("profiler", profiler) as channel:
         stub = profiler_pb2_grpc.ProfilerStub(channel)
         try:
             if show:

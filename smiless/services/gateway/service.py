@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from smiless import accounting, appspec, logs, tensors, zoo
 from smiless.config import SERVICE_NAMES, Settings
+from smiless.protoutil import set_seconds
 from smiless.server import RpcError, grpc_options, rpc
 from smiless.services.common import require_app, seconds
 from smiless.services.gateway.executor import StageFailed, StageResult, execute
@@ -29,10 +30,6 @@ from smiless.v1 import (
 
 log = logging.getLogger("smiless.gateway")
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
-
-
-def _dur(msg: object, seconds_: float) -> None:
-    msg.FromNanoseconds(max(0, round(seconds_ * 1e9)))  # type: ignore[attr-defined]
 
 
 class Router:
@@ -61,7 +58,7 @@ class Router:
         if inst is not None:
             return inst, False
         req = optimizer_pb2.EnsureInstanceRequest(app=app, function=function)
-        _dur(req.deadline, timeout)
+        set_seconds(req.deadline, timeout)
         try:
             resp = await self.optimizer.EnsureInstance(req, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
@@ -263,7 +260,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         sla_met = latency <= spec.sla_s
         self._record(spec, received_wall, latency, cold, request_id, sla_met=sla_met)
         resp = gateway_pb2.InvokeResponse(request_id=request_id, sla_met=sla_met, cold=cold)
-        _dur(resp.latency, latency)
+        set_seconds(resp.latency, latency)
         for leaf in spec.leaves:
             resp.outputs[leaf].CopyFrom(tensors.to_proto(results[leaf].output))
         for function in spec.topological_order():
@@ -275,10 +272,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 cold=r.cold,
                 batch_size=r.batch_size,
             )
-            _dur(st.start_offset, r.start - received)
-            _dur(st.latency, r.end - r.start)
-            _dur(st.queueing, r.queueing)
-            _dur(st.inference, r.inference)
+            set_seconds(st.start_offset, r.start - received)
+            set_seconds(st.latency, r.end - r.start)
+            set_seconds(st.queueing, r.queueing)
+            set_seconds(st.inference, r.inference)
         return resp
 
     def _record(
@@ -334,8 +331,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 instances=[i for i in instances if i.app == app.spec.name],
             )
             st.sla.CopyFrom(app.spec.sla)
-            _dur(st.p50_latency, accounting.percentile(latencies, 50))
-            _dur(st.p99_latency, accounting.percentile(latencies, 99))
+            set_seconds(st.p50_latency, accounting.percentile(latencies, 50))
+            set_seconds(st.p99_latency, accounting.percentile(latencies, 99))
         resp.degraded = (
             any(s.status != gateway_pb2.SERVING_STATUS_SERVING for s in services)
             or not self.recorder.healthy

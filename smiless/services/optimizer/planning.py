@@ -6,6 +6,7 @@ import math
 
 from smiless.policy.costmodel import Mode
 from smiless.policy.search import FunctionExplanation, Plan
+from smiless.protoutil import set_seconds
 from smiless.v1 import common_pb2, optimizer_pb2
 
 MODE_TO_PROTO = {
@@ -13,11 +14,6 @@ MODE_TO_PROTO = {
     Mode.KEEP_ALIVE: common_pb2.COLD_START_MODE_KEEP_ALIVE,
     Mode.SCALED: common_pb2.COLD_START_MODE_SCALED,
 }
-
-
-def _dur(msg: object, seconds: float) -> None:
-    if math.isfinite(seconds):
-        msg.FromNanoseconds(max(0, round(seconds * 1e9)))  # type: ignore[attr-defined]
 
 
 def plan_to_proto(app: str, plan: Plan, planned_at: float) -> optimizer_pb2.AppPlan:
@@ -30,8 +26,8 @@ def plan_to_proto(app: str, plan: Plan, planned_at: float) -> optimizer_pb2.AppP
         method=plan.method,
         critical_path=list(plan.critical_path),
     )
-    _dur(msg.predicted_latency, plan.latency_s)
-    _dur(msg.forecast_it, plan.forecast.it_s)
+    set_seconds(msg.predicted_latency, plan.latency_s)
+    set_seconds(msg.forecast_it, plan.forecast.it_s)
     msg.planned_at.FromNanoseconds(round(planned_at * 1e9))
     for f, fp in plan.functions.items():
         out = msg.functions.add(
@@ -45,10 +41,10 @@ def plan_to_proto(app: str, plan: Plan, planned_at: float) -> optimizer_pb2.AppP
             instance_config=fp.instance_config,
             init_hidden=fp.init_hidden,
         )
-        _dur(out.prewarm_window, fp.prewarm_window_s)
-        _dur(out.keep_alive, fp.keep_alive_s)
-        _dur(out.latency, fp.latency_s)
-        _dur(out.ready_offset, fp.ready_offset_s)
+        set_seconds(out.prewarm_window, fp.prewarm_window_s)
+        set_seconds(out.keep_alive, fp.keep_alive_s)
+        set_seconds(out.latency, fp.latency_s)
+        set_seconds(out.ready_offset, fp.ready_offset_s)
         if fp.prewarm_at_s is not None and math.isfinite(fp.prewarm_at_s):
             out.prewarm_at.FromNanoseconds(round(fp.prewarm_at_s * 1e9))
     return msg
@@ -69,6 +65,6 @@ def explanation_to_proto(
                 reason=r.reason,
             )
             if r.latency_s is not None:
-                _dur(ro.latency, r.latency_s)
+                set_seconds(ro.latency, r.latency_s)
         out.append(fe)
     return out

@@ -27,6 +27,7 @@ from smiless.config import Settings
 from smiless.policy.costmodel import Forecast
 from smiless.policy.profile import FunctionProfile
 from smiless.policy.search import Plan, explain, fast_plan
+from smiless.protoutil import set_seconds
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app, seconds
 from smiless.services.optimizer.planning import explanation_to_proto, plan_to_proto
@@ -35,10 +36,6 @@ from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc, predictor_
 
 log = logging.getLogger("smiless.optimizer")
 LIVE = (common_pb2.INSTANCE_STATE_STARTING, common_pb2.INSTANCE_STATE_READY)
-
-
-def _ts(msg: object, seconds: float) -> None:
-    msg.FromNanoseconds(round(seconds * 1e9))  # type: ignore[attr-defined]
 
 
 class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
@@ -83,7 +80,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
                 logs.event(log, "instance re-adopted", instance=inst.id, address=inst.address)
             else:
                 inst.state = common_pb2.INSTANCE_STATE_STOPPED
-                _ts(inst.stopped_at, time.time())
+                set_seconds(inst.stopped_at, time.time())
             await self.store.put_instance(inst)
         for orphan in set(alive) - known:
             await self.backend.stop(orphan)
@@ -106,7 +103,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         await self.backend.stop(instance_id)
         if inst is not None:
             inst.state = common_pb2.INSTANCE_STATE_STOPPED
-            _ts(inst.stopped_at, time.time())
+            set_seconds(inst.stopped_at, time.time())
             await self.store.put_instance(inst)
             logs.event(log, "instance stopped", instance=instance_id, function=inst.function)
 
@@ -117,7 +114,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         if inst is None:
             return
         inst.state = common_pb2.INSTANCE_STATE_FAILED
-        _ts(inst.stopped_at, time.time())
+        set_seconds(inst.stopped_at, time.time())
         await self.backend.stop(instance_id)
         with contextlib.suppress(Exception):
             await self.store.put_instance(inst)
@@ -137,17 +134,17 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             backend=self.backend.name,
             price_per_hour=config.price_per_hour,
         )
-        _ts(inst.started_at, time.time())
+        set_seconds(inst.started_at, time.time())
         await self.store.put_instance(inst)
         try:
             started = await self.backend.start(instance_id, model, config)
         except BackendError as exc:
             inst.state = common_pb2.INSTANCE_STATE_FAILED
-            _ts(inst.stopped_at, time.time())
+            set_seconds(inst.stopped_at, time.time())
             await self.store.put_instance(inst)
             raise RpcError(grpc.StatusCode.UNAVAILABLE, f"instance of {function}: {exc}") from exc
-        _ts(inst.started_at, started.spawned_at)
-        _ts(inst.ready_at, started.ready_at)
+        set_seconds(inst.started_at, started.spawned_at)
+        set_seconds(inst.ready_at, started.ready_at)
         inst.address = started.address
         inst.state = common_pb2.INSTANCE_STATE_READY
         for name, took in started.phases.items():
