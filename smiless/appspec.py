@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import yaml
 
 from smiless import zoo
+from smiless.policy.workflow import Dag, DagError
 from smiless.v1 import common_pb2
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -77,28 +77,12 @@ class AppSpec:
         return [n for n in self.function_names if not self.children(n)]
 
     def topological_order(self) -> list[str]:
-        order = _toposort(self.function_names, self.edges)
-        if order is None:
-            raise AppSpecError("edges", "the graph has a cycle")
-        return order
-
-
-def _toposort(names: list[str], edges: Iterable[tuple[str, str]]) -> list[str] | None:
-    indeg = {n: 0 for n in names}
-    out: dict[str, list[str]] = {n: [] for n in names}
-    for s, t in edges:
-        indeg[t] += 1
-        out[s].append(t)
-    ready = [n for n in names if indeg[n] == 0]
-    order: list[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for t in out[n]:
-            indeg[t] -= 1
-            if indeg[t] == 0:
-                ready.append(t)
-    return order if len(order) == len(names) else None
+        if self._order:
+            return list(self._order)
+        try:
+            return list(Dag.of(self.function_names, self.edges).functions)
+        except DagError as exc:
+            raise AppSpecError("edges", str(exc)) from exc
 
 
 def _find_cycle(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
@@ -159,10 +143,10 @@ def validate(spec: AppSpec) -> AppSpec:
             raise AppSpecError(f"edges[{i}]", f"duplicate edge {s} -> {t}")
         pairs.add((s, t))
     names = spec.function_names
-    order = _toposort(names, spec.edges)
-    if order is None:
-        cycle = _find_cycle(names, list(spec.edges))
-        raise AppSpecError("edges", f"cycle {' -> '.join(cycle)}")
+    try:
+        order = Dag.of(names, spec.edges).functions
+    except DagError as exc:  # the checks above leave only a cycle; name it
+        raise AppSpecError("edges", f"cycle {' -> '.join(_find_cycle(names, list(spec.edges)))}") from exc
     roots = [n for n in names if not spec.parents(n)]
     if len(roots) != 1:
         raise AppSpecError(
