@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +31,19 @@ class StartedWorker:
     spawned_at: float  # epoch seconds of the start command
     ready_at: float
     phases: dict[str, float] = field(default_factory=dict)  # phase -> seconds
+
+
+class ExitWatch:
+    """The exit watch both backends keep: one task per instance that ends with its exit code."""
+
+    def __init__(self) -> None:
+        self.exits: dict[str, asyncio.Task[int]] = {}
+
+    async def wait_exit(self, instance_id: str) -> int:
+        task = self.exits.get(instance_id)
+        if task is None:
+            raise BackendError(f"unknown instance {instance_id}")
+        return await asyncio.shield(task)
 
 
 class WorkerBackend(Protocol):

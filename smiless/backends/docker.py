@@ -25,8 +25,8 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
-from smiless.backends.base import AdoptedWorker, BackendError, StartedWorker
-from smiless.backends.process import describe, wait_serving
+from smiless.backends.base import AdoptedWorker, BackendError, ExitWatch, StartedWorker
+from smiless.backends.process import init_phases, wait_serving
 from smiless.catalogue import HardwareConfig, Kind
 
 LABEL = "io.smiless.instance"
@@ -34,7 +34,7 @@ MAX_WAITERS = 256  # containers one backend can watch at once
 WORKER_PORT = 50000
 
 
-class DockerBackend:
+class DockerBackend(ExitWatch):
     name = "docker"
 
     def __init__(
@@ -45,6 +45,7 @@ class DockerBackend:
         client: Any | None = None,
         network: str = "",
     ) -> None:
+        super().__init__()
         try:
             self.client = client or docker.from_env(max_pool_size=MAX_WAITERS)
             self.client.ping()
@@ -55,7 +56,6 @@ class DockerBackend:
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.containers: dict[str, Any] = {}
-        self.exits: dict[str, asyncio.Task[int]] = {}
         # Each live container has a thread blocked in `wait` (it returns the moment the
         # container exits). They get their own pool: in the default one they would starve
         # every other engine call once a handful of containers run.
@@ -129,7 +129,7 @@ class DockerBackend:
             self.exits[instance_id] = asyncio.create_task(self._wait(container))
             address = await asyncio.to_thread(self._address, container)
             await wait_serving(address, spawned + self.start_timeout_s, self.exits[instance_id])
-            info = await describe(address)
+            phases = await init_phases(address)
         except (BackendError, APIError, Exception) as exc:
             logs = await asyncio.to_thread(self._logs, container)
             await self.stop(instance_id)
@@ -137,7 +137,6 @@ class DockerBackend:
                 f"{model} on {config.name}: {exc}" + (f" (log: {logs})" if logs else "")
             ) from exc
         ready = time.time()
-        phases = {p.name: p.duration.ToNanoseconds() / 1e9 for p in info.init_phases}
         # The worker measured process_start from `spawned`; split off what the engine took.
         engine_start = started - created
         phases = {
@@ -159,12 +158,6 @@ class DockerBackend:
     async def _wait(self, container: Any) -> int:
         result = await asyncio.get_running_loop().run_in_executor(self._waiters, container.wait)
         return int(result.get("StatusCode", -1))
-
-    async def wait_exit(self, instance_id: str) -> int:
-        task = self.exits.get(instance_id)
-        if task is None:
-            raise BackendError(f"unknown instance {instance_id}")
-        return await asyncio.shield(task)
 
     async def stop(self, instance_id: str) -> None:
         container = self.containers.pop(instance_id, None)

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from smiless.backends.base import AdoptedWorker, BackendError, StartedWorker
+from smiless.backends.base import AdoptedWorker, BackendError, ExitWatch, StartedWorker
 from smiless.catalogue import HardwareConfig
 from smiless.v1 import worker_pb2, worker_pb2_grpc
 
@@ -57,15 +57,14 @@ async def wait_serving(address: str, deadline: float, alive: asyncio.Task[int] |
             await asyncio.sleep(0.05)
 
 
-async def describe(address: str) -> worker_pb2.DescribeResponse:
+async def init_phases(address: str) -> dict[str, float]:
+    """The init phases a ready worker reports about itself (phase -> seconds)."""
     async with grpc.aio.insecure_channel(address) as channel:
-        resp: worker_pb2.DescribeResponse = await worker_pb2_grpc.WorkerStub(channel).Describe(
-            worker_pb2.DescribeRequest(), timeout=5
-        )
-        return resp
+        info = await worker_pb2_grpc.WorkerStub(channel).Describe(worker_pb2.DescribeRequest(), timeout=5)
+    return {p.name: p.duration.ToNanoseconds() / 1e9 for p in info.init_phases}
 
 
-class ProcessBackend:
+class ProcessBackend(ExitWatch):
     name = "process"
 
     def __init__(
@@ -75,12 +74,12 @@ class ProcessBackend:
         stop_timeout_s: float = 5.0,
         log_dir: Path | None = None,
     ) -> None:
+        super().__init__()
         self.host = host
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="smiless-workers-"))
         self.procs: dict[str, asyncio.subprocess.Process] = {}
-        self.exits: dict[str, asyncio.Task[int]] = {}
 
     def _log_tail(self, instance_id: str, lines: int = 5) -> str:
         try:
@@ -126,7 +125,7 @@ class ProcessBackend:
         self.exits[instance_id] = asyncio.create_task(proc.wait())
         try:
             await wait_serving(address, spawned + self.start_timeout_s, self.exits[instance_id])
-            info = await describe(address)
+            phases = await init_phases(address)
         except (BackendError, grpc.aio.AioRpcError) as exc:
             await self.stop(instance_id)
             tail = self._log_tail(instance_id)
@@ -134,14 +133,7 @@ class ProcessBackend:
                 f"{model} on {config.name}: {exc}" + (f" (log: {tail})" if tail else "")
             ) from exc
         ready = time.time()
-        phases = {p.name: p.duration.ToNanoseconds() / 1e9 for p in info.init_phases}
         return StartedWorker(instance_id, address, spawned, ready, phases)
-
-    async def wait_exit(self, instance_id: str) -> int:
-        task = self.exits.get(instance_id)
-        if task is None:
-            raise BackendError(f"unknown instance {instance_id}")
-        return await asyncio.shield(task)
 
     async def stop(self, instance_id: str) -> None:
         proc = self.procs.pop(instance_id, None)
