@@ -1,0 +1,163 @@
+"""The controller's timing rules on real plans from the fast search."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smiless.catalogue import Kind
+from smiless.policy.controller import InstanceView, decide, warm_window
+from smiless.policy.costmodel import Forecast, Mode
+from smiless.policy.search import Plan, fast_plan
+from tests.unit.policy.helpers import CATALOGUE, profile
+
+CONFIGS = {n: CATALOGUE[n] for n in ("cpu-1", "cpu-2")}
+# A 2-stage chain: init 1.5 s (σ 0.1), inference ~0.1-0.2 s.
+PROFILES = {f: {"cpu": profile(Kind.CPU, 0.2, 0.5, 0.5, 0.01, 1.5, 0.1)} for f in ("a", "b")}
+
+
+def plan_for(it_s: float, now: float = 100.0, count: int = 1) -> Plan:
+    return fast_plan(["a", "b"], [("a", "b")], 3.0, PROFILES, CONFIGS, Forecast(it_s, count, 1.0), now)
+
+
+def view(
+    iid: str,
+    function: str,
+    config: str,
+    *,
+    ready: bool = True,
+    idle_since: float | None = 0.0,
+    served: int = 0,
+    started_at: float = 0.0,
+) -> InstanceView:
+    return InstanceView(iid, function, config, ready, started_at, idle_since, served)
+
+
+def test_prewarm_starts_in_the_window_and_not_before() -> None:
+    plan = plan_for(30.0)
+    fa = plan.functions["a"]
+    assert fa.mode is Mode.PREWARM and fa.prewarm_at_s is not None
+    before = decide(plan, fa.prewarm_at_s - 1.0, [])
+    assert not before.starts
+    assert before.wake_at <= fa.prewarm_at_s  # it asks to be woken at the window
+    at = decide(plan, fa.prewarm_at_s + 0.01, [])
+    assert [s.function for s in at.starts] == ["a"]
+    assert at.starts[0].config == fa.instance_config
+    # b's inputs arrive later (after a's latency): its window opens later.
+    fb = plan.functions["b"]
+    assert fb.prewarm_at_s is not None and fb.prewarm_at_s > fa.prewarm_at_s
+
+
+def test_prewarmed_instance_is_stopped_after_serving_and_not_restarted() -> None:
+    plan = plan_for(30.0)
+    fa = plan.functions["a"]
+    assert fa.prewarm_at_s is not None
+    t = fa.prewarm_at_s + 2.0
+    served = view("i1", "a", fa.instance_config, idle_since=t - 0.1, served=1)
+    d = decide(plan, t, [served])
+    assert [(s.instance_id, s.reason) for s in d.stops] == [("i1", "served")]
+    assert not [s for s in d.starts if s.function == "a"]
+
+
+def test_busy_and_starting_instances_are_never_stopped() -> None:
+    plan = plan_for(30.0)
+    busy = view("i1", "a", "cpu-1", idle_since=None, served=3)
+    starting = view("i2", "a", "cpu-1", ready=False, idle_since=None)
+    d = decide(plan, 1e6, [busy, starting])
+    assert not d.stops
+
+
+def test_missed_prediction_stops_after_the_grace() -> None:
+    plan = plan_for(30.0)
+    win = warm_window(plan, plan.functions["a"], active=True, miss_grace_s=2.0)
+    idle = view("i1", "a", plan.functions["a"].instance_config, idle_since=win.start + 1.5)
+    assert not decide(plan, win.end - 0.01, [idle], miss_grace_s=2.0).stops
+    late = decide(plan, win.end + 0.01, [idle], miss_grace_s=2.0)
+    assert [s.reason for s in late.stops] == ["no arrival"]
+
+
+def test_keep_alive_keeps_warm_then_expires() -> None:
+    plan = plan_for(1.2)  # shorter than init + inference: kept alive
+    fa = plan.functions["a"]
+    assert fa.mode is Mode.KEEP_ALIVE and not fa.stop_after_serving
+    win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
+    cfg = fa.instance_config
+    d = decide(plan, plan.now, [])
+    assert sorted(s.function for s in d.starts) == ["a", "b"]  # warm right away
+    inst = view("i1", "a", cfg, idle_since=plan.now + 0.2, served=5)
+    assert not decide(plan, win.end - 0.01, [inst]).stops
+    after = win.end + fa.keep_alive_s + 0.3
+    d2 = decide(plan, after, [inst])
+    assert [s.reason for s in d2.stops] == ["keep-alive expired"]
+    assert not [s for s in d2.starts if s.function == "a"]
+
+
+def test_inactive_app_is_not_prewarmed_but_its_instances_follow_the_rules() -> None:
+    plan = plan_for(30.0)
+    assert not decide(plan, plan.now + 29.0, [], active=False).starts
+    used = view("i1", "a", plan.functions["a"].instance_config, idle_since=plan.now, served=1)
+    assert [s.reason for s in decide(plan, plan.now + 1, [used], active=False).stops] == ["served"]
+
+
+def test_no_predicted_arrival_never_starts() -> None:
+    plan = plan_for(math.inf)
+    d = decide(plan, plan.now + 5.0, [])
+    assert not d.starts and d.wake_at == math.inf
+
+
+def test_scaled_group_is_started_to_the_planned_count_and_surplus_scaled_down() -> None:
+    plan = plan_for(30.0, count=4)
+    fa = plan.functions["a"]
+    assert fa.instances >= 1
+    win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
+    d = decide(plan, win.start + 0.01, [])
+    assert sum(1 for s in d.starts if s.function == "a") == fa.instances
+    extra = [view(f"i{k}", "a", fa.instance_config, idle_since=win.start) for k in range(fa.instances + 2)]
+    d2 = decide(plan, win.start + 0.01, extra)
+    assert sum(1 for s in d2.stops if s.reason == "scale down") == 2
+
+
+def test_other_config_is_replaced_once_the_planned_one_is_ready() -> None:
+    plan = plan_for(1.2)
+    cfg = plan.functions["a"].instance_config
+    other = "cpu-2" if cfg == "cpu-1" else "cpu-1"
+    old = view("old", "a", other, idle_since=plan.now)
+    assert not decide(plan, plan.now + 0.1, [old]).stops  # nothing planned ready yet
+    new = view("new", "a", cfg, idle_since=plan.now)
+    d = decide(plan, plan.now + 0.1, [old, new])
+    assert [(s.instance_id, s.reason) for s in d.stops] == [("old", "config changed")]
+
+
+def test_functions_gone_from_the_plan_are_stopped() -> None:
+    plan = plan_for(30.0)
+    d = decide(plan, plan.now, [view("x", "removed", "cpu-1", idle_since=plan.now)])
+    assert [(s.instance_id, s.reason) for s in d.stops] == [("x", "not in the plan")]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    it=st.floats(0.3, 60.0),
+    count=st.sampled_from([1, 1, 2, 5]),
+    offset=st.floats(-5.0, 80.0),
+    n_idle=st.integers(0, 4),
+    served=st.integers(0, 3),
+)
+def test_decisions_are_consistent(it: float, count: int, offset: float, n_idle: int, served: int) -> None:
+    """Never stop a busy instance, never start and stop on one function at the same instant
+    beyond scaling to the plan, never start more than the plan's count, and always wake
+    in the future."""
+    plan = plan_for(it, count=count)
+    now = plan.now + offset
+    insts = [
+        view(f"i{k}", "a", plan.functions["a"].instance_config, idle_since=plan.now, served=served)
+        for k in range(n_idle)
+    ]
+    insts.append(view("busy", "b", plan.functions["b"].instance_config, idle_since=None, served=1))
+    d = decide(plan, now, insts)
+    assert "busy" not in {s.instance_id for s in d.stops}
+    for f, fp in plan.functions.items():
+        assert sum(1 for s in d.starts if s.function == f) <= fp.instances
+    assert d.wake_at > now or d.wake_at == pytest.approx(now)
