@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from smiless.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
@@ -97,6 +98,9 @@ class DescribeResponse(_message.Message):
     INPUT_DTYPE_FIELD_NUMBER: _builtins.int
     INPUT_SHAPE_FIELD_NUMBER: _builtins.int
     INTRA_OP_THREADS_FIELD_NUMBER: _builtins.int
+    SERVED_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    IDLE_SINCE_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     config: _builtins.str
     ready: _builtins.bool
@@ -104,10 +108,18 @@ class DescribeResponse(_message.Message):
     input_dtype: _common_pb2.DataType.ValueType
     """Expected per-request input: dtype and shape (without the batch dimension)."""
     intra_op_threads: _builtins.int
+    served: _builtins.int
+    """Usage, for the controller's stop decisions: requests served since start (a batch of B
+    counts B), Infer calls in progress, and when the worker last became idle (its ready
+    time if it never served).
+    """
+    in_flight: _builtins.int
     @_builtins.property
     def init_phases(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.InitPhase]: ...
     @_builtins.property
     def input_shape(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def idle_since(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -119,10 +131,13 @@ class DescribeResponse(_message.Message):
         input_dtype: _common_pb2.DataType.ValueType = ...,
         input_shape: _abc.Iterable[_builtins.int] | None = ...,
         intra_op_threads: _builtins.int = ...,
+        served: _builtins.int = ...,
+        in_flight: _builtins.int = ...,
+        idle_since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["idle_since", b"idle_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "init_phases", b"init_phases", "input_dtype", b"input_dtype", "input_shape", b"input_shape", "intra_op_threads", b"intra_op_threads", "max_batch", b"max_batch", "model", b"model", "ready", b"ready"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "idle_since", b"idle_since", "in_flight", b"in_flight", "init_phases", b"init_phases", "input_dtype", b"input_dtype", "input_shape", b"input_shape", "intra_op_threads", b"intra_op_threads", "max_batch", b"max_batch", "model", b"model", "ready", b"ready", "served", b"served"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -46,6 +46,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         self.threads = threads
         self.phases = phases
         self.lock = asyncio.Lock()
+        self.served = 0
+        self.in_flight = 0
+        self.idle_since = time.time()
 
     def _forward(self, batch: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
         import torch
@@ -78,8 +81,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                     grpc.StatusCode.INVALID_ARGUMENT, f"inputs[{i}]: {why} ({self.spec.name})"
                 )
             batch.append(array)
-        async with self.lock:
-            outputs, seconds = await asyncio.to_thread(self._forward, batch)
+        self.in_flight += 1
+        try:
+            async with self.lock:
+                outputs, seconds = await asyncio.to_thread(self._forward, batch)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle_since = time.time()
+        self.served += n
         resp = worker_pb2.InferResponse(outputs=[tensors.to_proto(o) for o in outputs])
         resp.inference_time.FromNanoseconds(round(seconds * 1e9))
         return resp
@@ -87,7 +97,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
     async def Describe(
         self, request: worker_pb2.DescribeRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.DescribeResponse:
-        return worker_pb2.DescribeResponse(
+        resp = worker_pb2.DescribeResponse(
             model=self.spec.name,
             config=self.config,
             ready=True,
@@ -96,7 +106,12 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
             input_dtype=tensors.dtype_code(self.spec.input.dtype),
             input_shape=list(self.spec.input.shape),
             intra_op_threads=self.threads,
+            served=self.served,
+            in_flight=self.in_flight,
         )
+        if self.in_flight == 0:
+            resp.idle_since.FromNanoseconds(round(self.idle_since * 1e9))
+        return resp
 
 
 async def run(
