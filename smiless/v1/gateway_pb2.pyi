@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from smiless.v1 import common_pb2 as _common_pb2
+from smiless.v1 import optimizer_pb2 as _optimizer_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -381,20 +382,77 @@ class GetStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     APP_FIELD_NUMBER: _builtins.int
+    WINDOWS_FIELD_NUMBER: _builtins.int
     app: _builtins.str
     """Restrict the report to one app; all apps when empty."""
+    @_builtins.property
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[_duration_pb2.Duration]:
+        """Windows (ending now) of the rate, latency and SLA figures; 1 min, 5 min and 1 h when
+        empty. Each must be positive and at most 7 days.
+        """
+
     def __init__(
         self,
         *,
         app: _builtins.str = ...,
+        windows: _abc.Iterable[_duration_pb2.Duration] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatusRequest: _TypeAlias = GetStatusRequest  # noqa: Y015
+
+@_typing.final
+class WindowStats(_message.Message):
+    """An app's invocations received in one window that ends at the report's time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_FIELD_NUMBER: _builtins.int
+    INVOCATIONS_FIELD_NUMBER: _builtins.int
+    RATE_FIELD_NUMBER: _builtins.int
+    P50_LATENCY_FIELD_NUMBER: _builtins.int
+    P99_LATENCY_FIELD_NUMBER: _builtins.int
+    SLA_VIOLATIONS_FIELD_NUMBER: _builtins.int
+    SLA_VIOLATION_RATIO_FIELD_NUMBER: _builtins.int
+    COLD_INVOCATIONS_FIELD_NUMBER: _builtins.int
+    invocations: _builtins.int
+    rate: _builtins.float
+    """Invocations per second over the window."""
+    sla_violations: _builtins.int
+    """Invocations that exceeded the SLA or failed."""
+    sla_violation_ratio: _builtins.float
+    """sla_violations / invocations; 0 without invocations."""
+    cold_invocations: _builtins.int
+    """Invocations in which some stage met an instance that was not ready."""
+    @_builtins.property
+    def window(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p50_latency(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p99_latency(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        window: _duration_pb2.Duration | None = ...,
+        invocations: _builtins.int = ...,
+        rate: _builtins.float = ...,
+        p50_latency: _duration_pb2.Duration | None = ...,
+        p99_latency: _duration_pb2.Duration | None = ...,
+        sla_violations: _builtins.int = ...,
+        sla_violation_ratio: _builtins.float = ...,
+        cold_invocations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "window", b"window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cold_invocations", b"cold_invocations", "invocations", b"invocations", "p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "rate", b"rate", "sla_violation_ratio", b"sla_violation_ratio", "sla_violations", b"sla_violations", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WindowStats: _TypeAlias = WindowStats  # noqa: Y015
 
 @_typing.final
 class ServiceStatus(_message.Message):
@@ -425,6 +483,46 @@ Global___ServiceStatus: _TypeAlias = ServiceStatus  # noqa: Y015
 class AppStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class InstancesByStateEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class InstancesByConfigEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     SLA_FIELD_NUMBER: _builtins.int
     FUNCTIONS_FIELD_NUMBER: _builtins.int
@@ -433,6 +531,10 @@ class AppStatus(_message.Message):
     P50_LATENCY_FIELD_NUMBER: _builtins.int
     P99_LATENCY_FIELD_NUMBER: _builtins.int
     INSTANCES_FIELD_NUMBER: _builtins.int
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    INSTANCES_BY_STATE_FIELD_NUMBER: _builtins.int
+    INSTANCES_BY_CONFIG_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     functions: _builtins.int
     invocations: _builtins.int
@@ -445,6 +547,20 @@ class AppStatus(_message.Message):
     def p99_latency(self) -> _duration_pb2.Duration: ...
     @_builtins.property
     def instances(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Instance]: ...
+    @_builtins.property
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___WindowStats]:
+        """invocations, sla_violations and p50/p99 above are over the longest of `windows`."""
+
+    @_builtins.property
+    def plan(self) -> _optimizer_pb2.AppPlan:
+        """The optimizer's current plan (unset when the app has none yet)."""
+
+    @_builtins.property
+    def instances_by_state(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Live instances by state name (STARTING, READY, DRAINING) and by hardware config."""
+
+    @_builtins.property
+    def instances_by_config(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
     def __init__(
         self,
         *,
@@ -456,10 +572,14 @@ class AppStatus(_message.Message):
         p50_latency: _duration_pb2.Duration | None = ...,
         p99_latency: _duration_pb2.Duration | None = ...,
         instances: _abc.Iterable[_common_pb2.Instance] | None = ...,
+        windows: _abc.Iterable[Global___WindowStats] | None = ...,
+        plan: _optimizer_pb2.AppPlan | None = ...,
+        instances_by_state: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        instances_by_config: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "sla", b"sla"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "plan", b"plan", "sla", b"sla"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["functions", b"functions", "instances", b"instances", "invocations", b"invocations", "name", b"name", "p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "sla", b"sla", "sla_violations", b"sla_violations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["functions", b"functions", "instances", b"instances", "instances_by_config", b"instances_by_config", "instances_by_state", b"instances_by_state", "invocations", b"invocations", "name", b"name", "p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "plan", b"plan", "sla", b"sla", "sla_violations", b"sla_violations", "windows", b"windows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -500,25 +620,76 @@ class GetCostReportRequest(_message.Message):
     APP_FIELD_NUMBER: _builtins.int
     START_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
     app: _builtins.str
+    """Restrict the report to one app; all apps (including deleted ones that still have
+    instance lifetimes) when empty.
+    """
     @_builtins.property
-    def start(self) -> _timestamp_pb2.Timestamp: ...
+    def start(self) -> _timestamp_pb2.Timestamp:
+        """The time range; from the first record when unset, to now when unset."""
+
     @_builtins.property
     def end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def step(self) -> _duration_pb2.Duration:
+        """Bucket length of each app's time series; about 60 buckets over the range when unset."""
+
     def __init__(
         self,
         *,
         app: _builtins.str = ...,
         start: _timestamp_pb2.Timestamp | None = ...,
         end: _timestamp_pb2.Timestamp | None = ...,
+        step: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start", "step", b"step"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "end", b"end", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "end", b"end", "start", b"start", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCostReportRequest: _TypeAlias = GetCostReportRequest  # noqa: Y015
+
+@_typing.final
+class CostPoint(_message.Message):
+    """One bucket of an app's cost and latency over time."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    INVOCATIONS_FIELD_NUMBER: _builtins.int
+    P50_LATENCY_FIELD_NUMBER: _builtins.int
+    P99_LATENCY_FIELD_NUMBER: _builtins.int
+    SLA_VIOLATIONS_FIELD_NUMBER: _builtins.int
+    cost: _builtins.float
+    """Cost of the instance time inside the bucket."""
+    invocations: _builtins.int
+    sla_violations: _builtins.int
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def p50_latency(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def p99_latency(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        cost: _builtins.float = ...,
+        invocations: _builtins.int = ...,
+        p50_latency: _duration_pb2.Duration | None = ...,
+        p99_latency: _duration_pb2.Duration | None = ...,
+        sla_violations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "invocations", b"invocations", "p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "sla_violations", b"sla_violations", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CostPoint: _TypeAlias = CostPoint  # noqa: Y015
 
 @_typing.final
 class FunctionCost(_message.Message):
@@ -549,10 +720,13 @@ class FunctionCost(_message.Message):
     COST_FIELD_NUMBER: _builtins.int
     INVOCATIONS_FIELD_NUMBER: _builtins.int
     COLD_STARTS_FIELD_NUMBER: _builtins.int
+    COST_PER_1000_FIELD_NUMBER: _builtins.int
     function: _builtins.str
     cost: _builtins.float
     invocations: _builtins.int
     cold_starts: _builtins.int
+    """Instances of this function started inside the range (each start is a cold start paid for)."""
+    cost_per_1000: _builtins.float
     @_builtins.property
     def instance_seconds(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Instance seconds by hardware config name."""
@@ -565,10 +739,11 @@ class FunctionCost(_message.Message):
         cost: _builtins.float = ...,
         invocations: _builtins.int = ...,
         cold_starts: _builtins.int = ...,
+        cost_per_1000: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cold_starts", b"cold_starts", "cost", b"cost", "function", b"function", "instance_seconds", b"instance_seconds", "invocations", b"invocations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cold_starts", b"cold_starts", "cost", b"cost", "cost_per_1000", b"cost_per_1000", "function", b"function", "instance_seconds", b"instance_seconds", "invocations", b"invocations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -584,13 +759,25 @@ class AppCost(_message.Message):
     COST_PER_1000_FIELD_NUMBER: _builtins.int
     SLA_VIOLATIONS_FIELD_NUMBER: _builtins.int
     FUNCTIONS_FIELD_NUMBER: _builtins.int
+    COLD_INVOCATIONS_FIELD_NUMBER: _builtins.int
+    SLA_VIOLATION_RATIO_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
     app: _builtins.str
     cost: _builtins.float
     invocations: _builtins.int
     cost_per_1000: _builtins.float
     sla_violations: _builtins.int
+    cold_invocations: _builtins.int
+    """Invocations in which some stage met an instance that was not ready."""
+    sla_violation_ratio: _builtins.float
+    """sla_violations / invocations; 0 without invocations."""
+    deleted: _builtins.bool
+    """The app is no longer registered (its instances' cost still counts)."""
     @_builtins.property
     def functions(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunctionCost]: ...
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___CostPoint]: ...
     def __init__(
         self,
         *,
@@ -600,10 +787,14 @@ class AppCost(_message.Message):
         cost_per_1000: _builtins.float = ...,
         sla_violations: _builtins.int = ...,
         functions: _abc.Iterable[Global___FunctionCost] | None = ...,
+        cold_invocations: _builtins.int = ...,
+        sla_violation_ratio: _builtins.float = ...,
+        deleted: _builtins.bool = ...,
+        series: _abc.Iterable[Global___CostPoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "cost", b"cost", "cost_per_1000", b"cost_per_1000", "functions", b"functions", "invocations", b"invocations", "sla_violations", b"sla_violations"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "cold_invocations", b"cold_invocations", "cost", b"cost", "cost_per_1000", b"cost_per_1000", "deleted", b"deleted", "functions", b"functions", "invocations", b"invocations", "series", b"series", "sla_violation_ratio", b"sla_violation_ratio", "sla_violations", b"sla_violations"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
