@@ -314,6 +314,9 @@ class Instance(_message.Message):
     STOPPED_AT_FIELD_NUMBER: _builtins.int
     PRICE_PER_HOUR_FIELD_NUMBER: _builtins.int
     INIT_PHASES_FIELD_NUMBER: _builtins.int
+    START_REASON_FIELD_NUMBER: _builtins.int
+    STOP_REASON_FIELD_NUMBER: _builtins.int
+    SERVED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     app: _builtins.str
     function: _builtins.str
@@ -325,6 +328,13 @@ class Instance(_message.Message):
     backend: _builtins.str
     """Worker backend that runs it ("process" or "docker")."""
     price_per_hour: _builtins.float
+    start_reason: _builtins.str
+    """Why the controller started it ("pre-warm", "keep warm", "on demand") and why it ended
+    ("served", "keep-alive expired", "no arrival", "scale down", "failed", ...).
+    """
+    stop_reason: _builtins.str
+    served: _builtins.int
+    """Requests it served, as of its last update (its worker's count)."""
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -349,10 +359,13 @@ class Instance(_message.Message):
         stopped_at: _timestamp_pb2.Timestamp | None = ...,
         price_per_hour: _builtins.float = ...,
         init_phases: _abc.Iterable[Global___InitPhase] | None = ...,
+        start_reason: _builtins.str = ...,
+        stop_reason: _builtins.str = ...,
+        served: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ready_at", b"ready_at", "started_at", b"started_at", "stopped_at", b"stopped_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app", b"app", "backend", b"backend", "config", b"config", "function", b"function", "id", b"id", "init_phases", b"init_phases", "model", b"model", "price_per_hour", b"price_per_hour", "ready_at", b"ready_at", "started_at", b"started_at", "state", b"state", "stopped_at", b"stopped_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app", b"app", "backend", b"backend", "config", b"config", "function", b"function", "id", b"id", "init_phases", b"init_phases", "model", b"model", "price_per_hour", b"price_per_hour", "ready_at", b"ready_at", "served", b"served", "start_reason", b"start_reason", "started_at", b"started_at", "state", b"state", "stop_reason", b"stop_reason", "stopped_at", b"stopped_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
