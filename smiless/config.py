@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["gateway", "profiler", "predictor", "optimizer"]
@@ -69,6 +69,27 @@ class Settings(BaseSettings):
     max_message_mb: int = Field(64, gt=0, description="Largest gRPC message accepted or sent.")
     invocation_retention: int = Field(100_000, gt=0, description="Invocation records kept per app.")
     arrival_retention_s: float = Field(7 * 86400.0, gt=0, description="Arrival history kept per app.")
+    # --- metrics and security (README: "Metrics", "Security") ---
+    metrics_port_offset: int = Field(
+        1000, ge=0, description="Prometheus endpoint port = the service's gRPC port + this; 0 disables."
+    )
+    metrics_refresh_s: float = Field(
+        5.0, gt=0, description="How often the optimizer's endpoint re-reads instances and lifetimes."
+    )
+    api_token: SecretStr = Field(
+        SecretStr(""), description="Bearer token every gateway call must carry; empty: no check."
+    )
+    admin_token: SecretStr = Field(
+        SecretStr(""), description="Bearer token RegisterApp/DeleteApp require; empty: the API token."
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate of the gateway; with tls_key: TLS.")
+    tls_key: Path | None = Field(None, description="PEM private key of the gateway's certificate.")
+    tls_ca: Path | None = Field(
+        None, description="PEM roots clients verify the gateway with; default: tls_cert (self-signed)."
+    )
+    max_request_mb: float = Field(
+        16.0, gt=0, description="Largest request the gateway accepts (RESOURCE_EXHAUSTED above)."
+    )
 
     def service_addr(self, name: str) -> str:
         return str(getattr(self, f"{name}_addr"))
