@@ -248,13 +248,23 @@ class Store:
         raw = await self.redis.hgetall(LIFETIMES)
         return [common_pb2.Instance.FromString(v) for v in raw.values()]
 
+    async def get_instance(self, instance_id: str) -> common_pb2.Instance | None:
+        """The live registry entry, None once the instance stopped or failed."""
+        raw = await self.redis.hget(INSTANCES, instance_id)
+        return common_pb2.Instance.FromString(raw) if raw is not None else None
+
     async def instance_events(self) -> AsyncIterator[str]:
-        """Yield instance ids as their registry entries change (until cancelled)."""
+        """Yield "*" once subscribed (anything may have changed before: reload the registry),
+        then instance ids as their registry entries change, until cancelled; raises StoreError
+        when the connection is lost. Polls with a timeout: a blocking read would trip the
+        socket timeout whenever the channel is quiet."""
         pubsub = self.redis.pubsub()
-        await pubsub.subscribe(INSTANCE_EVENTS)
         try:
-            async for msg in pubsub.listen():
-                if msg.get("type") == "message":
+            await pubsub.subscribe(INSTANCE_EVENTS)
+            yield "*"
+            while True:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is not None and msg.get("type") == "message":
                     yield msg["data"].decode()
         finally:
             await pubsub.aclose()

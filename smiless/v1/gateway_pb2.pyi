@@ -235,6 +235,7 @@ class InvokeRequest(_message.Message):
     APP_FIELD_NUMBER: _builtins.int
     INPUT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
     app: _builtins.str
     request_id: _builtins.str
     """Optional client-chosen id, echoed back; generated when empty."""
@@ -242,16 +243,23 @@ class InvokeRequest(_message.Message):
     def input(self) -> _common_pb2.Tensor:
         """Input of the entry function."""
 
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """Optional time limit of this invocation; the smallest of it, the call's deadline and the
+        gateway's invoke_timeout_s applies (InvokeStream: the way to give each invocation its own).
+        """
+
     def __init__(
         self,
         *,
         app: _builtins.str = ...,
         input: _common_pb2.Tensor | None = ...,
         request_id: _builtins.str = ...,
+        timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "input", b"input", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "input", b"input", "request_id", b"request_id", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -376,6 +384,65 @@ class InvokeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InvokeResponse: _TypeAlias = InvokeResponse  # noqa: Y015
+
+@_typing.final
+class InvokeStreamRequest(_message.Message):
+    """One invocation sent on an InvokeStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOCATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def invocation(self) -> Global___InvokeRequest: ...
+    def __init__(
+        self,
+        *,
+        invocation: Global___InvokeRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invocation", b"invocation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invocation", b"invocation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvokeStreamRequest: _TypeAlias = InvokeStreamRequest  # noqa: Y015
+
+@_typing.final
+class InvokeStreamResponse(_message.Message):
+    """One answer on an InvokeStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the request in the stream, counting from 0."""
+    request_id: _builtins.str
+    code: _builtins.int
+    """A google.rpc.Code value: 0 (OK) when `response` holds the result."""
+    message: _builtins.str
+    """Why the invocation failed (starts with the field or stage it is about); empty on success."""
+    @_builtins.property
+    def response(self) -> Global___InvokeResponse: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        response: Global___InvokeResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "index", b"index", "message", b"message", "request_id", b"request_id", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvokeStreamResponse: _TypeAlias = InvokeStreamResponse  # noqa: Y015
 
 @_typing.final
 class GetStatusRequest(_message.Message):
@@ -592,22 +659,37 @@ class GetStatusResponse(_message.Message):
     SERVICES_FIELD_NUMBER: _builtins.int
     APPS_FIELD_NUMBER: _builtins.int
     DEGRADED_FIELD_NUMBER: _builtins.int
+    DEGRADED_REASONS_FIELD_NUMBER: _builtins.int
+    RECORDS_BUFFERED_FIELD_NUMBER: _builtins.int
+    RECORDS_DROPPED_FIELD_NUMBER: _builtins.int
     degraded: _builtins.bool
     """True when a dependency (Redis, a service) is unavailable."""
+    records_buffered: _builtins.int
+    """Records (arrivals, invocation results, stage latencies) waiting for Redis, and records
+    dropped since the gateway started because the buffer was full while Redis was down.
+    """
+    records_dropped: _builtins.int
     @_builtins.property
     def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceStatus]: ...
     @_builtins.property
     def apps(self) -> _containers.RepeatedCompositeFieldContainer[Global___AppStatus]: ...
+    @_builtins.property
+    def degraded_reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What is degraded, one line each (empty when degraded is false)."""
+
     def __init__(
         self,
         *,
         services: _abc.Iterable[Global___ServiceStatus] | None = ...,
         apps: _abc.Iterable[Global___AppStatus] | None = ...,
         degraded: _builtins.bool = ...,
+        degraded_reasons: _abc.Iterable[_builtins.str] | None = ...,
+        records_buffered: _builtins.int = ...,
+        records_dropped: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["apps", b"apps", "degraded", b"degraded", "services", b"services"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["apps", b"apps", "degraded", b"degraded", "degraded_reasons", b"degraded_reasons", "records_buffered", b"records_buffered", "records_dropped", b"records_dropped", "services", b"services"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

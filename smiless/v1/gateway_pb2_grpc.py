@@ -60,6 +60,11 @@ class GatewayStub:
                 request_serializer=smiless_dot_v1_dot_gateway__pb2.InvokeRequest.SerializeToString,
                 response_deserializer=smiless_dot_v1_dot_gateway__pb2.InvokeResponse.FromString,
                 _registered_method=True)
+        self.InvokeStream = channel.stream_stream(
+                '/smiless.v1.Gateway/InvokeStream',
+                request_serializer=smiless_dot_v1_dot_gateway__pb2.InvokeStreamRequest.SerializeToString,
+                response_deserializer=smiless_dot_v1_dot_gateway__pb2.InvokeStreamResponse.FromString,
+                _registered_method=True)
         self.GetStatus = channel.unary_unary(
                 '/smiless.v1.Gateway/GetStatus',
                 request_serializer=smiless_dot_v1_dot_gateway__pb2.GetStatusRequest.SerializeToString,
@@ -107,6 +112,15 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InvokeStream(self, request_iterator, context):
+        """Many invocations over one stream: each request is answered by one response, in
+        completion order (match them by `index` or `request_id`); a failed invocation is answered
+        with its status code and message and does not end the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -146,6 +160,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Invoke,
                     request_deserializer=smiless_dot_v1_dot_gateway__pb2.InvokeRequest.FromString,
                     response_serializer=smiless_dot_v1_dot_gateway__pb2.InvokeResponse.SerializeToString,
+            ),
+            'InvokeStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.InvokeStream,
+                    request_deserializer=smiless_dot_v1_dot_gateway__pb2.InvokeStreamRequest.FromString,
+                    response_serializer=smiless_dot_v1_dot_gateway__pb2.InvokeStreamResponse.SerializeToString,
             ),
             'GetStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatus,
@@ -294,6 +313,33 @@ class Gateway:
             '/smiless.v1.Gateway/Invoke',
             smiless_dot_v1_dot_gateway__pb2.InvokeRequest.SerializeToString,
             smiless_dot_v1_dot_gateway__pb2.InvokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvokeStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/smiless.v1.Gateway/InvokeStream',
+            smiless_dot_v1_dot_gateway__pb2.InvokeStreamRequest.SerializeToString,
+            smiless_dot_v1_dot_gateway__pb2.InvokeStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,11 @@ class GatewayStub:
     GetApp: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetAppRequest, _gateway_pb2.GetAppResponse]
     Invoke: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.InvokeRequest, _gateway_pb2.InvokeResponse]
     """Executes the app's DAG on one input and returns the leaf outputs."""
+    InvokeStream: _grpc.StreamStreamMultiCallable[_gateway_pb2.InvokeStreamRequest, _gateway_pb2.InvokeStreamResponse]
+    """Many invocations over one stream: each request is answered by one response, in
+    completion order (match them by `index` or `request_id`); a failed invocation is answered
+    with its status code and message and does not end the stream.
+    """
     GetStatus: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetStatusRequest, _gateway_pb2.GetStatusResponse]
     GetCostReport: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetCostReportRequest, _gateway_pb2.GetCostReportResponse]
 
@@ -53,6 +58,11 @@ class GatewayAsyncStub(GatewayStub):
     GetApp: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetAppRequest, _gateway_pb2.GetAppResponse]  # type: ignore[assignment]
     Invoke: _aio.UnaryUnaryMultiCallable[_gateway_pb2.InvokeRequest, _gateway_pb2.InvokeResponse]  # type: ignore[assignment]
     """Executes the app's DAG on one input and returns the leaf outputs."""
+    InvokeStream: _aio.StreamStreamMultiCallable[_gateway_pb2.InvokeStreamRequest, _gateway_pb2.InvokeStreamResponse]  # type: ignore[assignment]
+    """Many invocations over one stream: each request is answered by one response, in
+    completion order (match them by `index` or `request_id`); a failed invocation is answered
+    with its status code and message and does not end the stream.
+    """
     GetStatus: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetStatusRequest, _gateway_pb2.GetStatusResponse]  # type: ignore[assignment]
     GetCostReport: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetCostReportRequest, _gateway_pb2.GetCostReportResponse]  # type: ignore[assignment]
 
@@ -94,6 +104,17 @@ class GatewayServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.InvokeResponse, _abc.Awaitable[_gateway_pb2.InvokeResponse]]:
         """Executes the app's DAG on one input and returns the leaf outputs."""
+
+    @_abc_1.abstractmethod
+    def InvokeStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_gateway_pb2.InvokeStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.InvokeStreamResponse], _abc.AsyncIterator[_gateway_pb2.InvokeStreamResponse]]:
+        """Many invocations over one stream: each request is answered by one response, in
+        completion order (match them by `index` or `request_id`); a failed invocation is answered
+        with its status code and message and does not end the stream.
+        """
 
     @_abc_1.abstractmethod
     def GetStatus(
