@@ -388,3 +388,4 @@ from smiless.cli import bench as _bench  # noqa: E402,F401
 from smiless.cli import plan as _plan  # noqa: E402,F401
 from smiless.cli import predict as _predict  # noqa: E402,F401
 from smiless.cli import profile as _profile  # noqa: E402,F401
+from smiless.cli import replay as _replay  # noqa: E402,F401

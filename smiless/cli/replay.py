@@ -1,0 +1,367 @@
+"""`smiless replay`: drive apps with Azure trace rows against the running stack, open loop,
+and print the gateway's report for the replay window beside the client's view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import grpc
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from smiless import appspec, replay
+from smiless.cli.main import JsonOpt, app, console, err, fail, print_json
+from smiless.config import Settings
+from smiless.trace import Spread, TraceError, load_trace
+from smiless.v1 import gateway_pb2, gateway_pb2_grpc
+
+
+class ReplayError(Exception):
+    """A user-facing problem (unreachable gateway, unknown app): one line, exit 1."""
+
+
+@dataclass
+class Replayed:
+    """A finished replay: its report, outcomes and (when asked) the cost per bucket."""
+
+    report: replay.ReplayReport
+    outcomes: list[replay.Outcome]
+    bucket_costs: dict[str, list[float]]
+    sla_s: dict[str, float]
+
+
+def is_spec_file(value: str) -> bool:
+    return value.endswith((".yaml", ".yml", ".json")) and Path(value).is_file()
+
+
+def build_workloads(
+    apps: Sequence[str], trace_path: Path, rows: Sequence[str], start_minute: int, minutes: int | None
+) -> list[replay.Workload]:
+    """Pair --app with --row by position (one --row drives every app); raise ReplayError."""
+    if len(rows) not in (1, len(apps)):
+        raise ReplayError(f"--row: give one row for all apps or one per --app ({len(apps)}), got {len(rows)}")
+    try:
+        trace = load_trace(trace_path)
+    except (TraceError, OSError) as exc:
+        raise ReplayError(f"--trace: {exc}") from exc
+    out = []
+    for i, name in enumerate(apps):
+        row = rows[0] if len(rows) == 1 else rows[i]
+        try:
+            fn = replay.select_row(trace, row)
+        except KeyError as exc:
+            raise ReplayError(f"--row: {exc.args[0]}") from exc
+        try:
+            out.append(replay.make_workload(name, fn, start_minute, minutes))
+        except ValueError as exc:
+            raise ReplayError("--" + str(exc).replace("_", "-", 1)) from exc
+    return out
+
+
+async def _ready(channel: grpc.aio.Channel, address: str) -> None:
+    try:
+        await asyncio.wait_for(channel.channel_ready(), 5)
+    except TimeoutError:
+        raise ReplayError(
+            f"cannot reach the gateway at {address}: is `smiless up` running? "
+            "(--gateway, SMILESS_GATEWAY_ADDR)"
+        ) from None
+
+
+async def register_specs(stub: gateway_pb2_grpc.GatewayStub, apps: Sequence[str]) -> list[str]:
+    """Register the --app values that are spec files (replacing); return every app's name."""
+    names = []
+    for value in apps:
+        if not is_spec_file(value):
+            names.append(value)
+            continue
+        try:
+            spec = appspec.load_file(value)
+        except appspec.AppSpecError as exc:
+            raise ReplayError(f"--app: {value}: {exc}") from exc
+        await stub.RegisterApp(
+            gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True), timeout=10
+        )
+        names.append(spec.name)
+    return names
+
+
+async def replay_apps(
+    address: str,
+    workloads: Sequence[replay.Workload],
+    *,
+    slot_seconds: float,
+    spread: Spread,
+    seed: int = 0,
+    timeout_s: float = 60.0,
+    late_threshold_s: float = replay.LATE_THRESHOLD_S,
+    with_buckets: bool = False,
+    show_progress: bool = True,
+) -> Replayed:
+    """Replay the workloads (apps already registered) and collect the gateway's report."""
+    schedule = replay.build_schedule(workloads, slot_seconds, spread, seed)
+    apps = [w.app for w in workloads]
+    if len(set(apps)) != len(apps):
+        raise ReplayError("--app: each app may be replayed once per run")
+    schedule_s = replay.window_seconds(workloads, slot_seconds)
+    async with grpc.aio.insecure_channel(address, options=_message_options()) as channel:
+        await _ready(channel, address)
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        try:
+            requests = await replay.example_requests(stub, apps, seed)
+            sla_s = {
+                a: appspec.from_proto(
+                    (await stub.GetApp(gateway_pb2.GetAppRequest(name=a), timeout=10)).app.spec
+                ).sla_s
+                for a in apps
+            }
+            status = await stub.GetStatus(gateway_pb2.GetStatusRequest(), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            raise ReplayError(f"{exc.code().name}: {exc.details()}") from exc
+        if status.degraded:
+            down = [s.name for s in status.services if s.status != gateway_pb2.SERVING_STATUS_SERVING]
+            err.print(f"[yellow]warning:[/yellow] the stack is degraded ({', '.join(down) or 'recorder'})")
+        invoker = replay.GatewayInvoker(channel, requests, timeout_s)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+        counts = {a: {"ok": 0, "failed": 0} for a in apps}
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True, disable=not show_progress) as bar:
+            tasks = {
+                w.app: bar.add_task(f"{w.app}", total=sum(1 for s in schedule if s.app == w.app))
+                for w in workloads
+            }
+
+            def on_sent(s: replay.Send) -> None:
+                bar.advance(tasks[s.app])
+
+            def on_done(o: replay.Outcome) -> None:
+                c = counts[o.send.app]
+                c["ok" if o.status == replay.OK else "failed"] += 1
+                bar.update(tasks[o.send.app], description=f"{o.send.app}: {c['ok']} ok, {c['failed']} failed")
+
+            try:
+                run = await replay.run_schedule(
+                    schedule, invoker, stop=stop, on_sent=on_sent, on_done=on_done
+                )
+            finally:
+                with contextlib.suppress(NotImplementedError):
+                    loop.remove_signal_handler(signal.SIGINT)
+        end = replay.report_window_end(run, schedule_s)
+        await asyncio.sleep(max(0.0, end - time.time()))  # let the gateway flush its records
+        try:
+            costs = await replay.cost_report(stub, run.started_at, end)
+            buckets = (
+                await replay.bucket_costs(stub, apps, run.started_at, end, slot_seconds)
+                if with_buckets
+                else {}
+            )
+        except grpc.aio.AioRpcError as exc:
+            err.print(f"[yellow]warning:[/yellow] no cost report: {exc.code().name}: {exc.details()}")
+            costs, buckets = None, {}
+    report = replay.make_report(run, workloads, slot_seconds, spread, end, costs, late_threshold_s)
+    return Replayed(report, run.outcomes, buckets, sla_s)
+
+
+def _message_options() -> list[tuple[str, Any]]:
+    limit = Settings().max_message_mb * 1024 * 1024
+    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+def render(report: replay.ReplayReport) -> None:
+    """The report for the replay window: the gateway's figures, then the client's view."""
+    title = (
+        f"replay {report.window_s:.1f} s ({report.slot_seconds:g} s per trace minute, {report.spread})"
+        + (" [interrupted]" if report.interrupted else "")
+    )
+    t = Table(title=title)
+    cols = ("app", "invocations", "violations", "cost", "cost / 1000", "p50 ms", "p99 ms", "cold", "started")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "app" else "right")
+    for a in report.apps:
+        g, c = a.gateway, a.client
+        t.add_row(
+            a.app,
+            str(g.invocations) if g else "?",
+            f"{g.violation_ratio:.1%}" if g else "?",
+            f"{g.cost:.6f}" if g else "?",
+            f"{g.cost_per_1000:.5f}" if g else "?",
+            f"{c.p50_ms:.0f}",
+            f"{c.p99_ms:.0f}",
+            str(c.cold),
+            str(g.instances_started) if g else "?",
+        )
+    console.print(t)
+    ct = Table(title="client view")
+    for col in (
+        "app",
+        "row",
+        "minutes",
+        "scheduled",
+        "sent",
+        "ok",
+        "failed",
+        "not sent",
+        "late",
+        "late p99 ms",
+    ):
+        ct.add_column(col)
+    for a in report.apps:
+        c = a.client
+        ct.add_row(
+            a.app,
+            f"{a.row[:10]}…",
+            f"{a.start_minute}+{a.minutes}",
+            str(c.scheduled),
+            str(c.sent),
+            str(c.ok),
+            ", ".join(f"{k} {v}" for k, v in c.failed.items()) or "0",
+            str(c.not_sent),
+            f"{c.lateness.late}",
+            f"{c.lateness.p99_s * 1000:.0f}",
+        )
+    console.print(ct)
+    console.print(
+        "cost, violations, instances started: the gateway's cost report for the window; "
+        "p50/p99 and cold: the gateway-measured latencies of the answers the client got."
+    )
+    if report.slipped:
+        worst = max(a.client.lateness.max_s for a in report.apps)
+        threshold = report.apps[0].client.lateness.threshold_s
+        console.print(
+            f"[red]the replay slipped:[/red] more than {replay.SLIP_FRACTION:.0%} of an app's sends "
+            f"went out over {threshold * 1000:.0f} ms late (worst {worst * 1000:.0f} ms); "
+            "the load was not the trace's"
+        )
+    if not report.accounted:
+        console.print("[red]some scheduled invocations are not accounted for[/red]")
+    for a in report.apps:
+        if a.gateway is not None and a.gateway.invocations != a.client.sent:
+            console.print(
+                f"[yellow]note:[/yellow] {a.app}: the gateway recorded {a.gateway.invocations} invocations, "
+                f"the client sent {a.client.sent} (calls rejected before execution are not recorded)"
+            )
+
+
+@app.command("replay")
+def replay_cmd(
+    apps: Annotated[list[str], typer.Option("--app", help="App name or spec file (repeatable).")],
+    trace: Annotated[Path, typer.Option(help="Azure Functions invocations CSV.")],
+    rows: Annotated[
+        list[str], typer.Option("--row", help="HashFunction or 0-based index; one per --app, or one for all.")
+    ],
+    start_minute: Annotated[int, typer.Option(help="0-based first trace minute of the window.")] = 0,
+    minutes: Annotated[
+        int | None, typer.Option(help="Trace minutes to replay (default: to the end).")
+    ] = None,
+    slot_seconds: Annotated[float, typer.Option(help="Wall seconds per trace minute.")] = 2.0,
+    spread: Annotated[str, typer.Option(help="together | poisson (within each trace minute).")] = "together",
+    seed: Annotated[int, typer.Option(help="Seed of the Poisson spread and the inputs.")] = 0,
+    timeout: Annotated[float, typer.Option(help="Deadline of each invocation (s).")] = 60.0,
+    late_threshold: Annotated[float, typer.Option(help="A send this late (s) counts as late.")] = 0.1,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of cost and latency over time.")] = None,
+    compare_sim: Annotated[
+        bool, typer.Option("--compare-sim", help="Also simulate the window and show both reports.")
+    ] = False,
+    gw: Annotated[str | None, typer.Option("--gateway", envvar="SMILESS_GATEWAY_ADDR")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Replay trace rows against apps, open loop; report cost, violations and latency for the window.
+
+    Ctrl-C stops sending, gives the calls in flight 5 s, and prints the partial report.
+    """
+    if spread not in ("together", "poisson"):
+        fail(f"--spread: {spread!r} is not together or poisson")
+    if not slot_seconds > 0:
+        fail(f"--slot-seconds: {slot_seconds} is not positive")
+    address = gw or Settings().gateway_addr
+    try:
+        done = asyncio.run(
+            _replay_cli(
+                address,
+                apps,
+                trace,
+                rows,
+                start_minute,
+                minutes,
+                slot_seconds,
+                spread,  # type: ignore[arg-type]
+                seed,
+                timeout,
+                late_threshold,
+                plot is not None,
+                not as_json,
+            )
+        )
+    except ReplayError as exc:
+        fail(str(exc))
+        raise
+    sim_doc = compare_with_sim(done) if compare_sim else None
+    if plot is not None:
+        replay.plot_timeline(done.outcomes, done.bucket_costs, slot_seconds, done.sla_s, plot)
+    if as_json:
+        doc = done.report.to_dict()
+        if sim_doc is not None:
+            doc["simulator"] = sim_doc
+        print_json(doc)
+        return
+    render(done.report)
+    if sim_doc is not None:
+        render_comparison(sim_doc)
+    if plot is not None:
+        console.print(f"plot written to {plot}")
+
+
+async def _replay_cli(
+    address: str,
+    apps: Sequence[str],
+    trace: Path,
+    rows: Sequence[str],
+    start_minute: int,
+    minutes: int | None,
+    slot_seconds: float,
+    spread: Spread,
+    seed: int,
+    timeout: float,
+    late_threshold: float,
+    with_buckets: bool,
+    show_progress: bool,
+) -> Replayed:
+    async with grpc.aio.insecure_channel(address) as channel:
+        await _ready(channel, address)
+        try:
+            names = await register_specs(gateway_pb2_grpc.GatewayStub(channel), apps)
+        except grpc.aio.AioRpcError as exc:
+            raise ReplayError(f"--app: {exc.code().name}: {exc.details()}") from exc
+    workloads = build_workloads(names, trace, rows, start_minute, minutes)
+    return await replay_apps(
+        address,
+        workloads,
+        slot_seconds=slot_seconds,
+        spread=spread,
+        seed=seed,
+        timeout_s=timeout,
+        late_threshold_s=late_threshold,
+        with_buckets=with_buckets,
+        show_progress=show_progress,
+    )
+
+
+def compare_with_sim(done: Replayed) -> dict[str, Any]:
+    """The simulator's report for the same window, beside the measured one."""
+    return {"built": False, "note": "the simulator (smiless/sim) has not landed; no comparison was made"}
+
+
+def render_comparison(doc: dict[str, Any]) -> None:
+    if not doc.get("built"):
+        console.print(f"[yellow]--compare-sim:[/yellow] {doc['note']}")
