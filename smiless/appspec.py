@@ -8,6 +8,8 @@ File format (YAML or JSON):
     functions:
       - {name: ir, model: imagerecognition}
       - {name: bert, model: distilbert}
+      # a user model: a TorchScript file with its contract inside (see smiless/zoo.py)
+      # - {name: mine, model: "torchscript:/abs/path/model.pt"}
     edges:
       - [ir, bert]           # or {source: ir, target: bert}
 
@@ -127,11 +129,10 @@ def validate(spec: AppSpec) -> AppSpec:
         if fn.name in seen:
             raise AppSpecError(f"functions[{i}].name", f"duplicate function name {fn.name!r}")
         seen.add(fn.name)
-        if zoo.get(fn.model) is None:
-            raise AppSpecError(
-                f"functions[{i}].model",
-                f"unknown model {fn.model!r} (known: {', '.join(sorted(zoo.MODELS))})",
-            )
+        try:
+            zoo.resolve(fn.model)  # a built-in model, or a readable TorchScript file with a contract
+        except zoo.ZooError as exc:
+            raise AppSpecError(f"functions[{i}].model", str(exc)) from exc
     pairs: set[tuple[str, str]] = set()
     for i, (s, t) in enumerate(spec.edges):
         for end, name in (("source", s), ("target", t)):

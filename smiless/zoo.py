@@ -8,12 +8,24 @@ most `max_len` rows (token ids, a set of image crops). Data flows along DAG edge
 a stage's input is its parent's output, or, with several parents, the parents' outputs
 concatenated along the first dimension in the order the edges list them; so a
 multi-parent stage must take a variable-length first dimension (`check_edge`).
+
+User models: the model name `torchscript:/abs/path.pt` names a TorchScript file that
+carries its own contract: an extra file `smiless.json` in the archive with `input` and
+`output` (`{"dtype": "float32", "shape": [16]}`, fixed shapes only), `max_batch` and
+`task` (write it with `smiless.worker.models.save_torchscript`). `resolve()` reads that
+contract from the zip archive without torch, so the gateway validates apps that use the
+file; the worker loads it with `torch.jit.load`, and the docker backend mounts it
+read-only at the same path inside the container.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +33,13 @@ VOCAB = 1024  # token-id vocabulary shared by the text models
 BERT_VOCAB = 30522  # the vocabulary of the real-weight minilm
 CROP = (3, 64, 64)  # one image crop
 AUDIO_SAMPLES = 8000  # half a second at 16 kHz
+TORCHSCRIPT_PREFIX = "torchscript:"
+CONTRACT_FILE = "smiless.json"  # the contract inside a user's TorchScript archive
+DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")  # what the wire format carries
+
+
+class ZooError(ValueError):
+    """A model name that names no usable model (unknown, or an unusable TorchScript file)."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +138,128 @@ _MODELS = [
     ),
 ]
 
-MODELS: dict[str, ModelSpec] = {m.name: m for m in _MODELS}
+BUILTIN: dict[str, ModelSpec] = {m.name: m for m in _MODELS}
+
+
+def is_torchscript(name: str) -> bool:
+    return name.startswith(TORCHSCRIPT_PREFIX)
+
+
+def torchscript_path(name: str) -> str:
+    """The file a `torchscript:` model name points to."""
+    return name[len(TORCHSCRIPT_PREFIX) :]
+
+
+def contract_json(
+    input: TensorSpec, output: TensorSpec, max_batch: int = 16, task: str = "user model"
+) -> str:
+    """The `smiless.json` contract of a user TorchScript model."""
+    return json.dumps(
+        {
+            "input": {"dtype": input.dtype, "shape": list(input.shape)},
+            "output": {"dtype": output.dtype, "shape": list(output.shape)},
+            "max_batch": max_batch,
+            "task": task,
+        }
+    )
+
+
+def _tensor_spec(doc: Any, field: str) -> TensorSpec:
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("dtype"), str)
+        or not isinstance(doc.get("shape"), list)
+    ):
+        raise ZooError(f"{CONTRACT_FILE}: {field} must be {{dtype, shape}}")
+    if doc["dtype"] not in DTYPES:
+        raise ZooError(f"{CONTRACT_FILE}: {field}.dtype {doc['dtype']!r} is not one of {', '.join(DTYPES)}")
+    shape = doc["shape"]
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ZooError(
+            f"{CONTRACT_FILE}: {field}.shape {shape} must be positive integers (fixed shapes only)"
+        )
+    return TensorSpec(doc["dtype"], tuple(shape))
+
+
+_TORCHSCRIPT_CACHE: dict[str, tuple[tuple[int, int], ModelSpec]] = {}
+
+
+def _torchscript_spec(name: str) -> ModelSpec:
+    """Read the contract inside a TorchScript archive (a zip file; no torch needed)."""
+    path = torchscript_path(name)
+    if not os.path.isabs(path):
+        raise ZooError(f"{name!r}: the TorchScript path must be absolute")
+    try:
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+        cached = _TORCHSCRIPT_CACHE.get(path)
+        if cached and cached[0] == stamp:
+            return cached[1]
+        with open(path, "rb") as f, zipfile.ZipFile(f) as archive:
+            entries = [n for n in archive.namelist() if n.endswith(f"/extra/{CONTRACT_FILE}")]
+            if not any(n.endswith("/data.pkl") for n in archive.namelist()):
+                raise ZooError(f"{path} is not a TorchScript archive")
+            if not entries:
+                raise ZooError(
+                    f"{path} has no {CONTRACT_FILE} contract "
+                    "(save it with smiless.worker.models.save_torchscript)"
+                )
+            doc = json.loads(archive.read(entries[0]))
+    except OSError as exc:
+        raise ZooError(f"cannot read TorchScript file {path}: {exc.strerror or exc}") from exc
+    except zipfile.BadZipFile as exc:
+        raise ZooError(f"{path} is not a TorchScript archive (not a zip file)") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ZooError(f"{path}: {CONTRACT_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ZooError(f"{path}: {CONTRACT_FILE} must be a JSON object")
+    max_batch = doc.get("max_batch", 16)
+    if not isinstance(max_batch, int) or isinstance(max_batch, bool) or not 1 <= max_batch <= 1024:
+        raise ZooError(f"{path}: {CONTRACT_FILE}: max_batch must be an integer in 1..1024")
+    spec = ModelSpec(
+        name,
+        str(doc.get("task", "user model")),
+        _tensor_spec(doc.get("input"), "input"),
+        _tensor_spec(doc.get("output"), "output"),
+        max_batch,
+    )
+    _TORCHSCRIPT_CACHE[path] = (stamp, spec)
+    return spec
+
+
+def resolve(name: str) -> ModelSpec:
+    """The contract of model `name`: a built-in zoo model or a `torchscript:` file.
+
+    Raises ZooError saying why the name names no usable model."""
+    if is_torchscript(name):
+        return _torchscript_spec(name)
+    spec = BUILTIN.get(name)
+    if spec is None:
+        raise ZooError(
+            f"unknown model {name!r} (known: {', '.join(sorted(BUILTIN))}, "
+            f"or {TORCHSCRIPT_PREFIX}/abs/path.pt)"
+        )
+    return spec
+
+
+class _Models(Mapping[str, ModelSpec]):
+    """Every model by name: iterates over the built-in zoo; a lookup also resolves
+    `torchscript:` names (so every caller that looks a model up handles user models)."""
+
+    def __getitem__(self, name: str) -> ModelSpec:
+        try:
+            return resolve(name)
+        except ZooError as exc:
+            raise KeyError(str(exc)) from exc
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(BUILTIN)
+
+    def __len__(self) -> int:
+        return len(BUILTIN)
+
+
+MODELS: Mapping[str, ModelSpec] = _Models()
 
 
 def get(name: str) -> ModelSpec | None:

@@ -6,11 +6,25 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from smiless import zoo
 from smiless.catalogue import HardwareConfig
 
 
 class BackendError(RuntimeError):
     """An instance could not be started (the message says why, with the worker's log tail)."""
+
+
+class ModelError(BackendError):
+    """The model names no usable model (unknown, or an unreadable TorchScript file): the
+    request is wrong, not the backend (callers answer INVALID_ARGUMENT)."""
+
+
+def check_model(model: str) -> zoo.ModelSpec:
+    """The model's contract, or ModelError saying why there is none (before anything starts)."""
+    try:
+        return zoo.resolve(model)
+    except zoo.ZooError as exc:
+        raise ModelError(f"model: {exc}") from exc
 
 
 @dataclass

@@ -6,6 +6,9 @@
   share; refused with a clear error when the engine has no GPU (nvidia) runtime.
 - The worker's port is published on 127.0.0.1 only, on a port the engine picks; or, when
   `network` is set (docker compose), the worker joins that network and is reached by name.
+- A user model (`torchscript:/abs/path.pt`) is bind-mounted read-only at the same path, so
+  the worker's `--model` is the same name; the file must be readable by the worker's uid
+  (10001), or the worker exits at start saying so.
 - Every container carries labels naming it a smiless instance (`io.smiless.*`), so a
   restarted controller finds, re-adopts or removes what an earlier run left (`adopt()`).
 
@@ -25,7 +28,8 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
-from smiless.backends.base import AdoptedWorker, BackendError, ExitWatch, StartedWorker
+from smiless import zoo
+from smiless.backends.base import AdoptedWorker, BackendError, ExitWatch, StartedWorker, check_model
 from smiless.backends.process import init_phases, wait_serving
 from smiless.catalogue import HardwareConfig, Kind
 
@@ -95,6 +99,9 @@ class DockerBackend(ExitWatch):
             "environment": {"SMILESS_WORKER_SPAWNED_AT": f"{created:.6f}", "OMP_NUM_THREADS": str(threads)},
             "detach": True,
         }
+        if zoo.is_torchscript(model):
+            path = zoo.torchscript_path(model)
+            args["volumes"] = {path: {"bind": path, "mode": "ro"}}
         if config.kind is Kind.GPU:
             args["device_requests"] = [DeviceRequest(count=1, capabilities=[["gpu"]])]
             args["environment"]["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = f"{config.gpu_share:g}"
@@ -110,6 +117,7 @@ class DockerBackend(ExitWatch):
         return f"127.0.0.1:{bindings[0]['HostPort']}"
 
     async def start(self, instance_id: str, model: str, config: HardwareConfig) -> StartedWorker:
+        check_model(model)
         if config.kind is Kind.GPU and not await asyncio.to_thread(self.gpu_runtime):
             raise BackendError(f"{config.name} needs a GPU, but this docker engine has no GPU runtime")
         spawned = time.time()

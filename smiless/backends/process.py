@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from smiless.backends.base import AdoptedWorker, BackendError, ExitWatch, StartedWorker
+from smiless.backends.base import AdoptedWorker, BackendError, ExitWatch, StartedWorker, check_model
 from smiless.catalogue import HardwareConfig
 from smiless.v1 import worker_pb2, worker_pb2_grpc
 
@@ -89,6 +89,7 @@ class ProcessBackend(ExitWatch):
         return " | ".join(text[-lines:])
 
     async def start(self, instance_id: str, model: str, config: HardwareConfig) -> StartedWorker:
+        check_model(model)  # a TorchScript model's path travels in the name: --model torchscript:/p
         port = free_port(self.host)
         address = f"{self.host}:{port}"
         spawned = time.time()

@@ -26,13 +26,21 @@ def main() -> None:
     args = parser.parse_args()
     from smiless import zoo
 
-    if zoo.get(args.model) is None:
-        print(f"smiless-worker: unknown model {args.model!r}", file=sys.stderr)
-        raise SystemExit(2)
+    try:
+        zoo.resolve(args.model)  # unknown name, unreadable TorchScript file: say so and exit 2
+    except zoo.ZooError as exc:
+        print(f"smiless-worker: --model: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     spawned = float(os.environ.get("SMILESS_WORKER_SPAWNED_AT", STARTED))
     from smiless.worker.server import run
 
-    asyncio.run(run(args.model, args.config, args.threads, args.host, args.port, args.seed, spawned, STARTED))
+    try:
+        asyncio.run(
+            run(args.model, args.config, args.threads, args.host, args.port, args.seed, spawned, STARTED)
+        )
+    except zoo.ZooError as exc:  # the file was readable but torch cannot load it
+        print(f"smiless-worker: --model: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -85,6 +85,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         try:
             async with self.lock:
                 outputs, seconds = await asyncio.to_thread(self._forward, batch)
+        except Exception as exc:  # a fault of the model (e.g. a user's module), not of the input
+            await context.abort(grpc.StatusCode.INTERNAL, f"model: {self.spec.name} failed: {exc}")
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
@@ -125,14 +127,15 @@ async def run(
     started: float,
 ) -> None:
     """Load the model (timing each phase), then serve until SIGTERM."""
-    spec = zoo.MODELS[model_name]
+    spec = zoo.resolve(model_name)
     import torch
 
     torch.set_num_threads(max(1, threads))
-    imported = time.time()
     from smiless.worker import models
 
-    model: ZooNet = models.build(model_name, seed)  # type: ignore[assignment]
+    models.import_runtime(model_name)  # torch and the model's transformers modules
+    imported = time.time()
+    model: ZooNet = models.build(model_name, seed)
     built = time.time()
     with torch.inference_mode():
         model.run([spec.example_input()])
