@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     max_message_mb: int = Field(64, gt=0, description="Largest gRPC message accepted or sent.")
     invocation_retention: int = Field(100_000, gt=0, description="Invocation records kept per app.")
     arrival_retention_s: float = Field(7 * 86400.0, gt=0, description="Arrival history kept per app.")
+    app_refresh_s: float = Field(1.0, gt=0, description="How often the gateway reloads cached apps and plans.")
+    batch_max_wait_s: float = Field(
+        0.01, ge=0, description="Longest wait for a batch to fill (the SLA budget may allow less)."
+    )
+    record_buffer: int = Field(
+        100_000, gt=0, description="Records of each kind buffered while Redis is down; beyond, dropped."
+    )
+    stream_max_in_flight: int = Field(256, gt=0, description="Invocations of one InvokeStream run at once.")
     # --- metrics and security (README: "Metrics", "Security") ---
     metrics_port_offset: int = Field(
         1000, ge=0, description="Prometheus endpoint port = the service's gRPC port + this; 0 disables."

@@ -3,6 +3,11 @@
 Every function runs as soon as all its parents are done (independent branches run
 concurrently). A stage's input is its parent's output, or the parents' outputs
 concatenated along the first dimension in edge order (the contract of smiless/zoo.py).
+Tensors stay in their wire form (`smiless.v1.Tensor`) between stages: a single parent's
+output is handed on as it came, only a join decodes and re-encodes.
+
+A chain (every function with at most one parent and one child) runs stage after stage in
+the caller's task; only DAGs with branches pay for a task per stage.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from smiless.appspec import AppSpec
+from smiless import tensors
+from smiless.v1 import common_pb2
 
 
 @dataclass
 class StageResult:
-    output: np.ndarray
+    output: common_pb2.Tensor
     instance_id: str
     config: str
     start: float  # monotonic seconds
@@ -36,33 +42,51 @@ class StageFailed(Exception):
         self.cause = cause
 
 
-StageCall = Callable[[str, np.ndarray], Awaitable[StageResult]]
+StageCall = Callable[[str, common_pb2.Tensor], Awaitable[StageResult]]
 
 
-def join_inputs(outputs: list[np.ndarray]) -> np.ndarray:
-    return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
+def join_inputs(outputs: list[common_pb2.Tensor]) -> common_pb2.Tensor:
+    if len(outputs) == 1:
+        return outputs[0]
+    return tensors.to_proto(np.concatenate([tensors.from_proto(t) for t in outputs], axis=0))
 
 
-async def execute(spec: AppSpec, entry_input: np.ndarray, call: StageCall) -> dict[str, StageResult]:
+async def execute(
+    order: list[str],
+    parents: dict[str, list[str]],
+    chain: bool,
+    entry_input: common_pb2.Tensor,
+    call: StageCall,
+) -> dict[str, StageResult]:
     """Run the DAG; return every stage's result. Raises StageFailed for the first failure
     (the other stages are cancelled)."""
+    if chain:
+        results: dict[str, StageResult] = {}
+        x = entry_input
+        for function in order:
+            try:
+                r = await call(function, x)
+            except Exception as exc:
+                raise StageFailed(function, exc) from exc
+            results[function] = r
+            x = r.output
+        return results
+
     tasks: dict[str, asyncio.Task[StageResult]] = {}
 
     async def run(function: str) -> StageResult:
-        parents = spec.parents(function)
-        if parents:
-            done = [await tasks[p] for p in parents]
+        ps = parents[function]
+        if ps:
+            done = [await tasks[p] for p in ps]
             x = join_inputs([r.output for r in done])
         else:
             x = entry_input
         try:
             return await call(function, x)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             raise StageFailed(function, exc) from exc
 
-    for function in spec.topological_order():
+    for function in order:
         tasks[function] = asyncio.create_task(run(function))
     try:
         await asyncio.gather(*tasks.values())

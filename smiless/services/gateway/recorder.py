@@ -1,8 +1,11 @@
-"""Buffered, batched recording of arrivals and invocation results, off the hot path.
+"""Buffered, batched recording of arrivals, stage latencies and invocation results, off the
+hot path.
 
-Invoke only appends to an in-memory buffer; a background task flushes it to Redis
-every `interval_s`. While Redis is down the buffer keeps up to `max_buffer` records,
-then drops the oldest and counts them in `dropped` (reported by GetStatus).
+Invoke only appends to in-memory buffers; a background task hands them to Redis every
+`interval_s` in one pipeline per kind. While Redis is down the buffers keep growing up to
+`max_buffer` records each; beyond that the oldest record is dropped and counted in
+`dropped` (GetStatus reports it as `records_dropped` and the gateway as degraded). Once
+Redis is back the buffered records are written with their original times.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict, deque
+from typing import TypeVar
 
 from smiless import logs
 from smiless.store import InvocationRecord, StageLatency, Store, StoreError
 
 log = logging.getLogger("smiless.gateway.recorder")
 STAGE_SAMPLES_KEPT = 1000  # per (model, config): enough for the profiler's drift check
+T = TypeVar("T")
 
 
 class Recorder:
@@ -27,54 +32,79 @@ class Recorder:
         self.retention_s = retention_s
         self.keep = keep
         self.interval_s = interval_s
-        self.arrivals: deque[tuple[str, float]] = deque(maxlen=max_buffer)
-        self.records: deque[tuple[str, InvocationRecord]] = deque(maxlen=max_buffer)
-        self.stages: deque[StageLatency] = deque(maxlen=max_buffer)
+        self.max_buffer = max_buffer
+        self.arrivals: deque[tuple[str, float]] = deque()
+        self.records: deque[tuple[str, InvocationRecord]] = deque()
+        self.stages: deque[StageLatency] = deque()
         self.dropped = 0
         self.healthy = True
         self._task: asyncio.Task[None] | None = None
 
-    def arrival(self, app: str, at: float) -> None:
-        if len(self.arrivals) == self.arrivals.maxlen:
+    @property
+    def buffered(self) -> int:
+        return len(self.arrivals) + len(self.records) + len(self.stages)
+
+    def _add(self, buf: deque[T], item: T) -> None:
+        if len(buf) >= self.max_buffer:
+            buf.popleft()
             self.dropped += 1
-        self.arrivals.append((app, at))
+        buf.append(item)
+
+    def arrival(self, app: str, at: float) -> None:
+        self._add(self.arrivals, (app, at))
 
     def invocation(self, app: str, record: InvocationRecord) -> None:
-        if len(self.records) == self.records.maxlen:
-            self.dropped += 1
-        self.records.append((app, record))
+        self._add(self.records, (app, record))
 
     def stage(self, sample: StageLatency) -> None:
-        if len(self.stages) == self.stages.maxlen:
+        self._add(self.stages, sample)
+
+    def _put_back(self, buf: deque[T], taken: deque[T]) -> None:
+        """Return unwritten records in front of what arrived meanwhile, within the bound."""
+        taken.extend(buf)
+        excess = len(taken) - self.max_buffer
+        for _ in range(max(0, excess)):
+            taken.popleft()
             self.dropped += 1
-        self.stages.append(sample)
+        buf.clear()
+        buf.extend(taken)
 
     async def flush(self) -> None:
-        arrivals, records, stages = list(self.arrivals), list(self.records), list(self.stages)
+        # Take the buffers whole: records appended during the writes go to fresh ones.
+        arrivals, self.arrivals = self.arrivals, deque()
+        records, self.records = self.records, deque()
+        stages, self.stages = self.stages, deque()
         by_app: dict[str, list[float]] = defaultdict(list)
         for app, at in arrivals:
             by_app[app].append(at)
         rec_by_app: dict[str, list[InvocationRecord]] = defaultdict(list)
         for app, r in records:
             rec_by_app[app].append(r)
+        done = [False, False, False]
         try:
             for app, times in by_app.items():
                 await self.store.record_arrivals(app, sorted(times), self.retention_s)
+            done[0] = True
             for app, recs in rec_by_app.items():
                 await self.store.record_invocations(app, recs, self.keep)
-            await self.store.record_stage_latencies(stages, STAGE_SAMPLES_KEPT)
+            done[1] = True
+            await self.store.record_stage_latencies(list(stages), STAGE_SAMPLES_KEPT)
+            done[2] = True
         except (StoreError, OSError) as exc:
             if self.healthy:
                 logs.event(log, "recording buffered: redis unavailable", logging.WARNING, error=str(exc))
             self.healthy = False
+            # A kind written in part may be written twice later: a duplicate beats a loss.
+            if not done[0]:
+                self._put_back(self.arrivals, arrivals)
+            if not done[1]:
+                self._put_back(self.records, records)
+            if not done[2]:
+                self._put_back(self.stages, stages)
             return
+        if not self.healthy:
+            logs.event(log, "recording resumed", dropped=self.dropped)
         self.healthy = True
-        for _ in arrivals:
-            self.arrivals.popleft()
-        for _ in records:
-            self.records.popleft()
-        for _ in stages:
-            self.stages.popleft()
 
     async def _loop(self) -> None:
         while True:

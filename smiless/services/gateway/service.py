@@ -3,86 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from smiless import accounting, appspec, logs, tensors, zoo
+from smiless import accounting, appspec, logs
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.protoutil import set_seconds
-from smiless.server import RpcError, grpc_options, rpc
+from smiless.server import RpcError, rpc
 from smiless.services.common import require_app, seconds
-from smiless.services.gateway.executor import StageFailed, StageResult, execute
+from smiless.services.gateway.datapath import DataPath
 from smiless.services.gateway.recorder import Recorder
-from smiless.store import InvocationRecord, StageLatency, Store
-from smiless.v1 import (
-    common_pb2,
-    gateway_pb2,
-    gateway_pb2_grpc,
-    optimizer_pb2,
-    optimizer_pb2_grpc,
-    worker_pb2,
-    worker_pb2_grpc,
-)
+from smiless.store import Store, StoreError
+from smiless.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger("smiless.gateway")
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
-
-
-class Router:
-    """Finds a ready instance for a stage: the local cache first, else the optimizer."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.instances: dict[tuple[str, str], common_pb2.Instance] = {}
-        self.channels: dict[str, grpc.aio.Channel] = {}
-
-    @property
-    def optimizer(self) -> optimizer_pb2_grpc.OptimizerStub:
-        # Channels are made lazily: a grpc.aio channel belongs to the loop it was made on.
-        return optimizer_pb2_grpc.OptimizerStub(self.channel(self.settings.optimizer_addr))
-
-    def channel(self, address: str) -> grpc.aio.Channel:
-        ch = self.channels.get(address)
-        if ch is None:
-            ch = grpc.aio.insecure_channel(address, options=grpc_options(self.settings))
-            self.channels[address] = ch
-        return ch
-
-    async def acquire(self, app: str, function: str, timeout: float) -> tuple[common_pb2.Instance, bool]:
-        """Return (instance, cold): cold when the stage had to wait for an instance."""
-        inst = self.instances.get((app, function))
-        if inst is not None:
-            return inst, False
-        req = optimizer_pb2.EnsureInstanceRequest(app=app, function=function)
-        set_seconds(req.deadline, timeout)
-        try:
-            resp = await self.optimizer.EnsureInstance(req, timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise RpcError(code, f"stage {function}: no instance ready before the deadline") from exc
-            raise RpcError(
-                grpc.StatusCode.UNAVAILABLE, f"stage {function}: optimizer: {exc.details()}"
-            ) from exc
-        self.instances[(app, function)] = resp.instance
-        return resp.instance, resp.started
-
-    def forget(self, instance: common_pb2.Instance) -> None:
-        key = (instance.app, instance.function)
-        if self.instances.get(key, None) is not None and self.instances[key].id == instance.id:
-            del self.instances[key]
-
-    def forget_app(self, app: str) -> None:
-        for key in [k for k in self.instances if k[0] == app]:
-            del self.instances[key]
-
-    async def close(self) -> None:
-        for ch in self.channels.values():
-            await ch.close()
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):
@@ -91,9 +31,13 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.router = Router(settings)
-        self.recorder = Recorder(store, settings.arrival_retention_s, settings.invocation_retention)
-        self.apps: dict[str, tuple[float, appspec.AppSpec]] = {}
+        self.recorder = Recorder(
+            store,
+            settings.arrival_retention_s,
+            settings.invocation_retention,
+            max_buffer=settings.record_buffer,
+        )
+        self.datapath = DataPath(settings, store, self.recorder)
 
     def add_to_server(self, server: grpc.aio.Server) -> list[str]:
         gateway_pb2_grpc.add_GatewayServicer_to_server(self, server)
@@ -101,10 +45,11 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     async def start(self) -> None:
         self.recorder.start()
+        await self.datapath.start()
 
     async def stop(self) -> None:
+        await self.datapath.stop()
         await self.recorder.stop()
-        await self.router.close()
 
     # --- apps ----------------------------------------------------------------------------
     @rpc
@@ -124,8 +69,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             raise RpcError(
                 grpc.StatusCode.ALREADY_EXISTS, f"app.name: an app named {spec.name!r} exists (use replace)"
             )
-        self.apps.pop(spec.name, None)
-        self.router.forget_app(spec.name)
+        self.datapath.forget_app(spec.name)
         logs.event(log, "app registered", app=spec.name, functions=len(spec.functions), version=app.version)
         warnings = [f"no plan yet: instances start on demand on {self.settings.default_config}"]
         return gateway_pb2.RegisterAppResponse(app=app, warnings=warnings)
@@ -138,8 +82,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "name: required")
         if not await self.store.delete_app(request.name):
             raise RpcError(grpc.StatusCode.NOT_FOUND, f"name: no app named {request.name!r}")
-        self.apps.pop(request.name, None)
-        self.router.forget_app(request.name)
+        self.datapath.forget_app(request.name)
         logs.event(log, "app deleted", app=request.name)
         return gateway_pb2.DeleteAppResponse()
 
@@ -157,140 +100,73 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "name: required")
         return gateway_pb2.GetAppResponse(app=await require_app(self.store, request.name))
 
-    async def _spec(self, name: str) -> appspec.AppSpec:
-        """The app's spec, cached for a second so Invoke rarely touches Redis."""
-        cached = self.apps.get(name)
-        if cached and time.monotonic() - cached[0] < 1.0:
-            return cached[1]
-        app = await require_app(self.store, name)
-        spec = appspec.validate(appspec.from_proto(app.spec))
-        self.apps[name] = (time.monotonic(), spec)
-        return spec
-
-    # --- invoke --------------------------------------------------------------------------
-    async def _stage(
-        self, app: str, spec: appspec.AppSpec, function: str, x: object, deadline: float
-    ) -> StageResult:
-        start = time.monotonic()
-        cold = False
-        for attempt in range(2):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"stage {function}: ran out of time")
-            inst, was_cold = await self.router.acquire(app, function, remaining)
-            cold = cold or was_cold
-            got = time.monotonic()
-            stub = worker_pb2_grpc.WorkerStub(self.router.channel(inst.address))
-            try:
-                req = worker_pb2.InferRequest(inputs=[tensors.to_proto(x)])  # type: ignore[arg-type]
-                resp = await stub.Infer(
-                    req,
-                    timeout=max(0.001, deadline - time.monotonic()),
-                )
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise RpcError(exc.code(), f"stage {function}: ran out of time") from exc
-                if exc.code() in RETRYABLE and attempt == 0:
-                    logs.event(
-                        log,
-                        "instance failed; retrying on another",
-                        logging.WARNING,
-                        instance=inst.id,
-                        error=exc.details(),
-                    )
-                    self.router.forget(inst)
-                    continue
-                raise RpcError(
-                    grpc.StatusCode.UNAVAILABLE if exc.code() in RETRYABLE else exc.code(),
-                    f"stage {function}: {exc.details()}",
-                ) from exc
-            end = time.monotonic()
-            if not was_cold:
-                self.recorder.stage(StageLatency(inst.model, inst.config, len(req.inputs), end - got))
-            return StageResult(
-                output=tensors.from_proto(resp.outputs[0]),
-                instance_id=inst.id,
-                config=inst.config,
-                start=start,
-                end=end,
-                queueing=got - start,
-                inference=resp.inference_time.ToNanoseconds() / 1e9,
-                cold=cold,
-            )
-        raise AssertionError("unreachable")
-
+    # --- invoke (the data path: datapath.py) --------------------------------------------
     @rpc
     async def Invoke(
         self, request: gateway_pb2.InvokeRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.InvokeResponse:
-        received_wall, received = time.time(), time.monotonic()
-        spec = await self._spec(request.app)
-        if not request.HasField("input"):
-            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "input: required")
-        try:
-            x = tensors.from_proto(request.input)
-        except tensors.TensorError as exc:
-            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"input: {exc}") from exc
-        entry_model = zoo.MODELS[spec.model_of(spec.entry)]
-        why = entry_model.input.check(x)
-        if why:
-            raise RpcError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"input: {why} (entry {spec.entry}: {entry_model.name})"
-            )
-        request_id = request.request_id or uuid.uuid4().hex
-        self.recorder.arrival(spec.name, received_wall)
-        budget = self.settings.invoke_timeout_s
-        remaining = context.time_remaining()
-        if remaining is not None:
-            budget = min(budget, remaining)
-        deadline = received + budget
+        return await self.datapath.invoke(request, context.time_remaining())
 
-        async def call(function: str, inp: object) -> StageResult:
-            return await self._stage(spec.name, spec, function, inp, deadline)
-
-        try:
-            results = await execute(spec, x, call)
-        except StageFailed as exc:
-            self._record(spec, received_wall, time.monotonic() - received, False, request_id, failed=True)
-            if isinstance(exc.cause, RpcError):
-                raise exc.cause from exc
-            raise RpcError(grpc.StatusCode.INTERNAL, str(exc)) from exc
-        latency = time.monotonic() - received
-        cold = any(r.cold for r in results.values())
-        sla_met = latency <= spec.sla_s
-        self._record(spec, received_wall, latency, cold, request_id, sla_met=sla_met)
-        resp = gateway_pb2.InvokeResponse(request_id=request_id, sla_met=sla_met, cold=cold)
-        set_seconds(resp.latency, latency)
-        for leaf in spec.leaves:
-            resp.outputs[leaf].CopyFrom(tensors.to_proto(results[leaf].output))
-        for function in spec.topological_order():
-            r = results[function]
-            st = resp.stages.add(
-                function=function,
-                instance_id=r.instance_id,
-                config=r.config,
-                cold=r.cold,
-                batch_size=r.batch_size,
-            )
-            set_seconds(st.start_offset, r.start - received)
-            set_seconds(st.latency, r.end - r.start)
-            set_seconds(st.queueing, r.queueing)
-            set_seconds(st.inference, r.inference)
-        return resp
-
-    def _record(
+    async def InvokeStream(
         self,
-        spec: appspec.AppSpec,
-        at: float,
-        latency: float,
-        cold: bool,
-        request_id: str,
-        sla_met: bool = False,
-        failed: bool = False,
-    ) -> None:
-        self.recorder.invocation(
-            spec.name, InvocationRecord(at, latency * 1000.0, sla_met and not failed, cold, request_id)
-        )
+        request_iterator: AsyncIterator[gateway_pb2.InvokeStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[gateway_pb2.InvokeStreamResponse]:
+        """Run the stream's invocations concurrently (at most stream_max_in_flight at once:
+        reading pauses beyond) and answer each as it completes; a failure answers that
+        invocation with its status and the stream goes on."""
+        answers: asyncio.Queue[gateway_pb2.InvokeStreamResponse | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(self.settings.stream_max_in_flight)
+        running: set[asyncio.Task[None]] = set()
+        stream_end = time.monotonic() + (context.time_remaining() or float("inf"))
+
+        async def one(index: int, req: gateway_pb2.InvokeRequest) -> None:
+            rid = req.request_id or uuid.uuid4().hex
+            out = gateway_pb2.InvokeStreamResponse(index=index, request_id=rid)
+            try:
+                left = stream_end - time.monotonic()
+                out.response.CopyFrom(
+                    await self.datapath.invoke(req, left if left != float("inf") else None, rid)
+                )
+            except RpcError as exc:
+                out.code, out.message = exc.code.value[0], exc.message
+            except (StoreError, ConnectionError) as exc:
+                out.code, out.message = (
+                    grpc.StatusCode.UNAVAILABLE.value[0],
+                    f"state store unavailable: {exc}",
+                )
+            except Exception as exc:
+                log.exception("invocation %d of a stream failed", index)
+                out.code, out.message = grpc.StatusCode.INTERNAL.value[0], f"internal error: {exc}"
+            finally:
+                slots.release()
+            answers.put_nowait(out)
+
+        async def read() -> None:
+            try:
+                index = 0
+                async for item in request_iterator:
+                    await slots.acquire()
+                    task = asyncio.create_task(one(index, item.invocation))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                    index += 1
+                while running:
+                    await asyncio.gather(*running, return_exceptions=True)
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+            await reader  # surfaces a broken request stream
+        finally:
+            reader.cancel()
+            for task in list(running):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
 
     # --- reports -------------------------------------------------------------------------
     async def _service_status(self, name: str) -> gateway_pb2.ServiceStatus:
@@ -300,7 +176,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             status.status = gateway_pb2.SERVING_STATUS_SERVING
             return status
         try:
-            resp = await health_pb2_grpc.HealthStub(self.router.channel(address)).Check(
+            resp = await health_pb2_grpc.HealthStub(self.datapath.router.channel(address)).Check(
                 health_pb2.HealthCheckRequest(), timeout=1.0
             )
             status.status = (
@@ -317,27 +193,54 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         self, request: gateway_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GetStatusResponse:
         services = await asyncio.gather(*(self._service_status(n) for n in SERVICE_NAMES))
-        resp = gateway_pb2.GetStatusResponse(services=services)
-        apps = [await require_app(self.store, request.app)] if request.app else await self.store.list_apps()
-        instances = await self.store.list_instances()
+        resp = gateway_pb2.GetStatusResponse(
+            services=services, records_buffered=self.recorder.buffered, records_dropped=self.recorder.dropped
+        )
+        reasons = [f"{s.name}: {gateway_pb2.ServingStatus.Name(s.status)}" for s in services if s.status != 1]
+        try:
+            apps = (
+                [await require_app(self.store, request.app)] if request.app else await self.store.list_apps()
+            )
+            instances = await self.store.list_instances()
+            records = {a.spec.name: await self.store.invocations(a.spec.name) for a in apps}
+        except StoreError as exc:
+            # Redis is down: answer from what the data path caches (no latency figures).
+            reasons.append(f"redis: unreachable ({exc}); apps and instances from the gateway's caches")
+            cached = self.datapath.apps.entries
+            names = [request.app] if request.app else sorted(cached)
+            if request.app and request.app not in cached:
+                raise RpcError(
+                    grpc.StatusCode.UNAVAILABLE, f"app: {request.app!r} is not cached and Redis is down"
+                ) from exc
+            apps = [
+                gateway_pb2.App(spec=appspec.to_proto(cached[n].spec), version=cached[n].version)
+                for n in names
+            ]
+            instances = list(self.datapath.registry.instances.values())
+            records = {}
         for app in apps:
-            records = await self.store.invocations(app.spec.name)
-            latencies = [r.latency_ms / 1000.0 for r in records]
+            mine = records.get(app.spec.name, [])
+            latencies = [r.latency_ms / 1000.0 for r in mine]
             st = resp.apps.add(
                 name=app.spec.name,
                 functions=len(app.spec.functions),
-                invocations=len(records),
-                sla_violations=sum(not r.sla_met for r in records),
+                invocations=len(mine),
+                sla_violations=sum(not r.sla_met for r in mine),
                 instances=[i for i in instances if i.app == app.spec.name],
             )
             st.sla.CopyFrom(app.spec.sla)
             set_seconds(st.p50_latency, accounting.percentile(latencies, 50))
             set_seconds(st.p99_latency, accounting.percentile(latencies, 99))
-        resp.degraded = (
-            any(s.status != gateway_pb2.SERVING_STATUS_SERVING for s in services)
-            or not self.recorder.healthy
-            or self.recorder.dropped > 0
-        )
+        if not self.recorder.healthy:
+            reasons.append(f"recording: redis unavailable, {self.recorder.buffered} records buffered")
+        if self.recorder.dropped:
+            reasons.append(
+                f"recording: {self.recorder.dropped} records dropped (buffer full while Redis was down)"
+            )
+        if not self.datapath.registry.connected:
+            reasons.append("instance registry: not following Redis; routing on the cached copy")
+        resp.degraded_reasons.extend(reasons)
+        resp.degraded = bool(reasons)
         return resp
 
     @rpc

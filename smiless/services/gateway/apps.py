@@ -1,0 +1,139 @@
+"""The gateway's cache of apps and their plans, compiled for the hot path.
+
+Invoke reads only this cache. An app is loaded from Redis on its first invocation (that is
+how an unknown app gets NOT_FOUND); afterwards a background task reloads every cached app
+and its plan each `refresh_s`, so a new plan (batch sizes, predicted latencies) or a
+re-registration reaches the data path within that time, and an app deleted elsewhere
+disappears. While Redis is unreachable the last copy keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+
+from smiless import appspec, logs, zoo
+from smiless.protoutil import get_seconds
+from smiless.server import RpcError
+from smiless.store import Store, StoreError
+from smiless.v1 import gateway_pb2, optimizer_pb2
+
+log = logging.getLogger("smiless.gateway.apps")
+
+
+@dataclass
+class AppEntry:
+    """One app as the data path needs it: the DAG in execution order and the plan's numbers."""
+
+    spec: appspec.AppSpec
+    version: int
+    order: list[str]
+    parents: dict[str, list[str]]
+    leaves: list[str]
+    models: dict[str, str]
+    entry_model: zoo.ModelSpec
+    chain: bool  # every function has at most one parent and one child: run stage after stage
+    batch: dict[str, int] = field(default_factory=dict)  # planned batch size per function
+    latency: dict[str, float] = field(default_factory=dict)  # planned stage latency (s)
+    reserve: dict[str, float] = field(default_factory=dict)  # planned latency after the stage (s)
+    planned: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None) -> AppEntry:
+    spec = appspec.validate(appspec.from_proto(app.spec))
+    order = spec.topological_order()
+    parents = {f: spec.parents(f) for f in order}
+    children = {f: spec.children(f) for f in order}
+    models = {f.name: f.model for f in spec.functions}
+    entry = AppEntry(
+        spec=spec,
+        version=app.version,
+        order=order,
+        parents=parents,
+        leaves=spec.leaves,
+        models=models,
+        entry_model=zoo.MODELS[models[spec.entry]],
+        chain=all(len(parents[f]) <= 1 and len(children[f]) <= 1 for f in order),
+    )
+    planned = {fp.function: fp for fp in plan.functions} if plan is not None else {}
+    entry.planned = bool(planned)
+    for f in order:
+        fp = planned.get(f)
+        max_batch = zoo.MODELS[models[f]].max_batch
+        entry.batch[f] = max(1, min(fp.batch_size, max_batch)) if fp is not None else 1
+        entry.latency[f] = get_seconds(fp.latency) if fp is not None else 0.0
+    # Longest planned path strictly after each function (reverse topological order).
+    for f in reversed(order):
+        entry.reserve[f] = max((entry.latency[c] + entry.reserve[c] for c in children[f]), default=0.0)
+    return entry
+
+
+class AppCache:
+    def __init__(self, store: Store, refresh_s: float = 1.0) -> None:
+        self.store = store
+        self.refresh_s = refresh_s
+        self.entries: dict[str, AppEntry] = {}
+        self.healthy = True
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, name: str) -> AppEntry:
+        """The cached app; loaded from Redis on a miss (INVALID_ARGUMENT / NOT_FOUND)."""
+        entry = self.entries.get(name)
+        if entry is not None:
+            return entry
+        if not name:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "app: required")
+        loaded = await self._load(name)
+        if loaded is None:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"app: no app named {name!r}")
+        self.entries[name] = loaded
+        return loaded
+
+    def forget(self, name: str) -> None:
+        self.entries.pop(name, None)
+
+    async def _load(self, name: str) -> AppEntry | None:
+        app = await self.store.get_app(name)
+        if app is None:
+            return None
+        return compile_app(app, await self.store.get_plan(name))
+
+    async def refresh(self) -> None:
+        for name in list(self.entries):
+            try:
+                fresh = await self._load(name)
+            except (StoreError, OSError) as exc:
+                if self.healthy:
+                    logs.event(log, "apps: redis lost; serving cached apps", logging.WARNING, error=str(exc))
+                self.healthy = False
+                return
+            except appspec.AppSpecError as exc:  # a stored app that no longer validates
+                logs.event(log, "apps: stored app invalid", logging.WARNING, app=name, error=str(exc))
+                fresh = None
+            if fresh is None:
+                self.entries.pop(name, None)
+            else:
+                self.entries[name] = fresh
+        self.healthy = True
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            await self.refresh()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,166 @@
+"""Routing a stage to an instance: the cached registry first, else the optimizer.
+
+A stage goes to the READY instance of its function with the fewest outstanding requests
+(ties rotate, so several instances of a scaled-out function share the load). When none is
+ready the router asks the optimizer (`EnsureInstance`) and waits, within the stage's
+deadline; concurrent stages of the same function share one such request. The optimizer
+being unreachable fails at once with UNAVAILABLE (channels do not wait for a connection),
+so only cold paths depend on it.
+
+Channels and stubs are made once per address and closed when the registry drops the
+instance behind them; a grpc.aio channel belongs to the loop it was made on, so they are
+made lazily inside the serving loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from smiless.config import Settings
+from smiless.protoutil import set_seconds
+from smiless.server import RpcError, grpc_options
+from smiless.services.gateway.registry import InstanceRegistry, Key
+from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc, worker_pb2_grpc
+
+# Reconnect quickly to a restarted worker or optimizer instead of gRPC's default backoff
+# (up to two minutes), during which every call would fail fast with UNAVAILABLE.
+RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
+
+
+class Router:
+    def __init__(self, settings: Settings, registry: InstanceRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.outstanding: dict[str, int] = {}  # instance id -> requests in flight there
+        self.channels: dict[str, grpc.aio.Channel] = {}
+        self.workers: dict[str, worker_pb2_grpc.WorkerStub] = {}
+        self._optimizer: optimizer_pb2_grpc.OptimizerStub | None = None
+        self._ensuring: dict[Key, asyncio.Task[common_pb2.Instance]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._turn = 0
+
+    # --- channels ------------------------------------------------------------------------
+    def channel(self, address: str) -> grpc.aio.Channel:
+        ch = self.channels.get(address)
+        if ch is None:
+            ch = grpc.aio.insecure_channel(address, options=[*grpc_options(self.settings), *RECONNECT])
+            self.channels[address] = ch
+        return ch
+
+    def worker(self, address: str) -> worker_pb2_grpc.WorkerStub:
+        stub = self.workers.get(address)
+        if stub is None:
+            stub = worker_pb2_grpc.WorkerStub(self.channel(address))
+            self.workers[address] = stub
+        return stub
+
+    @property
+    def optimizer(self) -> optimizer_pb2_grpc.OptimizerStub:
+        if self._optimizer is None:
+            self._optimizer = optimizer_pb2_grpc.OptimizerStub(self.channel(self.settings.optimizer_addr))
+        return self._optimizer
+
+    def instance_removed(self, inst: common_pb2.Instance) -> None:
+        """Close the channel of an instance the registry dropped (its port may be reused)."""
+        self.outstanding.pop(inst.id, None)
+        if not inst.address or any(i.address == inst.address for i in self.registry.instances.values()):
+            return
+        self.workers.pop(inst.address, None)
+        ch = self.channels.pop(inst.address, None)
+        if ch is not None:
+            task = asyncio.get_running_loop().create_task(ch.close(grace=1.0))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        for task in self._ensuring.values():
+            task.cancel()
+        for ch in self.channels.values():
+            await ch.close()
+        self.channels.clear()
+        self.workers.clear()
+
+    # --- choosing ------------------------------------------------------------------------
+    def pick(
+        self, app: str, function: str, exclude: frozenset[str] = frozenset()
+    ) -> common_pb2.Instance | None:
+        """The least loaded usable READY instance, or None."""
+        found = self.registry.candidates(app, function, exclude)
+        if not found:
+            return None
+        if len(found) == 1:
+            return found[0]
+        self._turn += 1
+        n = len(found)
+        best, best_load = found[0], 1 << 62
+        for k in range(n):
+            inst = found[(self._turn + k) % n]
+            load = self.outstanding.get(inst.id, 0)
+            if load < best_load:
+                best, best_load = inst, load
+        return best
+
+    async def acquire(
+        self, app: str, function: str, deadline: float, exclude: frozenset[str] = frozenset()
+    ) -> tuple[common_pb2.Instance, bool]:
+        """(instance, cold): cold when no ready instance was there and the stage waited."""
+        inst = self.pick(app, function, exclude)
+        if inst is not None:
+            return inst, False
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RpcError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"stage {function}: ran out of time waiting for an instance",
+                )
+            key = (app, function)
+            task = self._ensuring.get(key)
+            if task is None:
+                task = asyncio.get_running_loop().create_task(self._ensure(app, function, remaining))
+                self._ensuring[key] = task
+                task.add_done_callback(lambda t, key=key: self._forget_ensure(key, t))  # type: ignore[misc]
+            try:
+                got = await asyncio.wait_for(asyncio.shield(task), remaining)
+            except TimeoutError:
+                continue  # the loop reports the deadline
+            except RpcError as exc:
+                # A shorter-lived caller's request ran out; this stage may still have time.
+                if exc.code == grpc.StatusCode.DEADLINE_EXCEEDED and deadline - time.monotonic() > 0.01:
+                    continue
+                raise
+            if got.id not in exclude and got.id not in self.registry.suspects:
+                return got, True
+            # The optimizer still lists an instance that just failed for us; its watcher will
+            # notice. Wait for registry news and look again.
+            await self.registry.changed(min(0.25, max(0.0, deadline - time.monotonic())))
+            inst = self.pick(app, function, exclude)
+            if inst is not None:
+                return inst, True
+
+    def _forget_ensure(self, key: Key, task: asyncio.Task[common_pb2.Instance]) -> None:
+        if self._ensuring.get(key) is task:
+            del self._ensuring[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure nobody waits for any more is not an error
+
+    async def _ensure(self, app: str, function: str, timeout: float) -> common_pb2.Instance:
+        req = optimizer_pb2.EnsureInstanceRequest(app=app, function=function)
+        set_seconds(req.deadline, timeout)
+        try:
+            resp = await self.optimizer.EnsureInstance(req, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise RpcError(code, f"stage {function}: no instance ready before its deadline") from exc
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN):
+                raise RpcError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"stage {function}: no ready instance and the optimizer is unavailable: {exc.details()}",
+                ) from exc
+            raise RpcError(code, f"stage {function}: optimizer: {exc.details()}") from exc
+        inst: common_pb2.Instance = resp.instance
+        return inst
