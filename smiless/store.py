@@ -273,9 +273,15 @@ class Store:
     async def record_invocations(self, app: str, records: list[InvocationRecord], keep: int) -> None:
         if not records:
             return
-        pipe = self.redis.pipeline(transaction=False)
         key = invocations_key(app)
-        for r in records:
+        # Entry ids are receipt times and must grow, but records come in completion order (a
+        # slow invocation ends after a faster, later one): such a record takes the stream's
+        # newest millisecond, at most its own latency late, instead of failing the batch.
+        top = await self.redis.xrevrange(key, "+", "-", count=1)
+        last = int(top[0][0].split(b"-")[0]) if top else 0
+        pipe = self.redis.pipeline(transaction=False)
+        for r in sorted(records, key=lambda r: r.at):
+            last = max(int(r.at * 1000), last)
             pipe.xadd(
                 key,
                 {
@@ -284,7 +290,7 @@ class Store:
                     "cold": int(r.cold),
                     "request_id": r.request_id,
                 },
-                id=f"{int(r.at * 1000)}-*",
+                id=f"{last}-*",
                 maxlen=keep,
                 approximate=True,
             )
