@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,42 @@ class Lifetime:
     price_per_hour: float
     start: float  # epoch seconds of the start command
     stop: float | None  # None while running
+
+
+class RecordedInstance(Protocol):
+    """What a recorded instance (`common.Instance` in `Store.lifetimes()`) offers accounting."""
+
+    id: str
+    app: str
+    function: str
+    config: str
+    price_per_hour: float
+
+    @property
+    def started_at(self) -> _Nanos: ...
+
+    @property
+    def stopped_at(self) -> _Nanos: ...
+
+    def HasField(self, field_name: Any) -> bool: ...
+
+
+class _Nanos(Protocol):
+    def ToNanoseconds(self) -> int: ...
+
+
+def lifetime_of(inst: RecordedInstance) -> Lifetime:
+    """The accounting view of a recorded instance: start command to stop (None while it runs)."""
+    stop = inst.stopped_at.ToNanoseconds() / 1e9 if inst.HasField("stopped_at") else None
+    return Lifetime(
+        inst.id,
+        inst.app,
+        inst.function,
+        inst.config,
+        inst.price_per_hour,
+        inst.started_at.ToNanoseconds() / 1e9,
+        stop,
+    )
 
 
 def instance_seconds(life: Lifetime, window_start: float, window_end: float, now: float) -> float:

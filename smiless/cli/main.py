@@ -56,15 +56,33 @@ def fail(message: str) -> None:
 
 @contextmanager
 def connect(service: str, address: str | None) -> Iterator[grpc.Channel]:
-    """A channel to a smiless service, or one clear line and exit 1 when it is unreachable."""
-    addr = address or Settings().service_addr(service)
-    with grpc.insecure_channel(addr) as channel:
+    """A channel to a smiless service, or one clear line and exit 1 when it is unreachable.
+    The gateway's channel uses TLS and carries the token when configured (smiless.security)."""
+    from smiless import security
+
+    settings = Settings()
+    addr = address or settings.service_addr(service)
+    try:
+        channel = (
+            security.gateway_channel(settings, addr) if service == "gateway" else grpc.insecure_channel(addr)
+        )
+    except security.SecurityConfigError as exc:
+        fail(str(exc))
+        raise
+    try:
         try:
             grpc.channel_ready_future(channel).result(timeout=5)
         except grpc.FutureTimeoutError:
             env = f"SMILESS_{service.upper()}_ADDR"
-            fail(f"cannot reach the {service} at {addr}: is `smiless up` running? (--{service}, {env})")
+            tls = (
+                " (TLS: check SMILESS_TLS_CA)"
+                if service == "gateway" and security.channel_credentials(settings)
+                else ""
+            )
+            fail(f"cannot reach the {service} at {addr}{tls}: is `smiless up` running? (--{service}, {env})")
         yield channel
+    finally:
+        channel.close()
 
 
 @contextmanager
@@ -339,53 +357,10 @@ def invoke(
         console.print(f"output [bold]{k}[/bold]: {v.dtype}{list(v.shape)}")
 
 
-SERVING_NAMES = {
-    gateway_pb2.SERVING_STATUS_SERVING: "SERVING",
-    gateway_pb2.SERVING_STATUS_NOT_SERVING: "NOT_SERVING",
-    gateway_pb2.SERVING_STATUS_UNREACHABLE: "UNREACHABLE",
-}
-
-
-@app.command()
-def status(
-    name: Annotated[str | None, typer.Argument(help="Only this app.")] = None,
-    gw: GatewayOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Health of the services and, per app, invocations, latency and instances."""
-    with gateway(gw) as stub:
-        resp = call(stub.GetStatus, gateway_pb2.GetStatusRequest(app=name or ""))
-    if as_json:
-        doc = to_dict(resp)
-        for s in doc.get("services", []):
-            s["status"] = s["status"].removeprefix("SERVING_STATUS_")
-        print_json(doc)
-        return
-    table = Table(title="services" + (" (degraded)" if resp.degraded else ""))
-    for col in ("service", "address", "status"):
-        table.add_column(col)
-    for s in resp.services:
-        table.add_row(s.name, s.address, SERVING_NAMES.get(s.status, "?"))
-    console.print(table)
-    apps = Table(title="apps")
-    for col in ("app", "sla s", "invocations", "violations", "p50 ms", "p99 ms", "instances"):
-        apps.add_column(col)
-    for a in resp.apps:
-        apps.add_row(
-            a.name,
-            f"{secs(a.sla):g}",
-            str(a.invocations),
-            str(a.sla_violations),
-            f"{secs(a.p50_latency) * 1000:.1f}",
-            f"{secs(a.p99_latency) * 1000:.1f}",
-            str(len(a.instances)),
-        )
-    console.print(apps)
-
-
 # Sub-commands that live in their own modules register themselves on `app`.
 from smiless.cli import bench as _bench  # noqa: E402,F401
 from smiless.cli import plan as _plan  # noqa: E402,F401
 from smiless.cli import predict as _predict  # noqa: E402,F401
 from smiless.cli import profile as _profile  # noqa: E402,F401
 from smiless.cli import replay as _replay  # noqa: E402,F401
+from smiless.cli import report as _report  # noqa: E402,F401

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from smiless import accounting, appspec, logs
+from smiless import appspec, logs
 from smiless.config import SERVICE_NAMES, Settings
-from smiless.protoutil import set_seconds
 from smiless.server import RpcError, rpc
-from smiless.services.common import require_app, seconds
+from smiless.services.common import require_app
+from smiless.services.gateway import reports
 from smiless.services.gateway.datapath import DataPath
 from smiless.services.gateway.recorder import Recorder
 from smiless.store import Store, StoreError
@@ -192,6 +192,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     async def GetStatus(
         self, request: gateway_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GetStatusResponse:
+        windows = reports.windows_of(request)
         services = await asyncio.gather(*(self._service_status(n) for n in SERVICE_NAMES))
         resp = gateway_pb2.GetStatusResponse(
             services=services, records_buffered=self.recorder.buffered, records_dropped=self.recorder.dropped
@@ -202,7 +203,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 [await require_app(self.store, request.app)] if request.app else await self.store.list_apps()
             )
             instances = await self.store.list_instances()
-            records = {a.spec.name: await self.store.invocations(a.spec.name) for a in apps}
+            statuses = await reports.app_statuses(self.store, apps, instances, windows, time.time())
         except StoreError as exc:
             # Redis is down: answer from what the data path caches (no latency figures).
             reasons.append(f"redis: unreachable ({exc}); apps and instances from the gateway's caches")
@@ -217,20 +218,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 for n in names
             ]
             instances = list(self.datapath.registry.instances.values())
-            records = {}
-        for app in apps:
-            mine = records.get(app.spec.name, [])
-            latencies = [r.latency_ms / 1000.0 for r in mine]
-            st = resp.apps.add(
-                name=app.spec.name,
-                functions=len(app.spec.functions),
-                invocations=len(mine),
-                sla_violations=sum(not r.sla_met for r in mine),
-                instances=[i for i in instances if i.app == app.spec.name],
-            )
-            st.sla.CopyFrom(app.spec.sla)
-            set_seconds(st.p50_latency, accounting.percentile(latencies, 50))
-            set_seconds(st.p99_latency, accounting.percentile(latencies, 99))
+            statuses = [reports.app_status(a, instances, [], None, windows, time.time()) for a in apps]
+        resp.apps.extend(statuses)
         if not self.recorder.healthy:
             reasons.append(f"recording: redis unavailable, {self.recorder.buffered} records buffered")
         if self.recorder.dropped:
@@ -247,45 +236,4 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     async def GetCostReport(
         self, request: gateway_pb2.GetCostReportRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GetCostReportResponse:
-        now = time.time()
-        start = seconds(request.start) or 0.0
-        end = seconds(request.end) or now
-        if end < start:
-            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "end: before start")
-        apps = [await require_app(self.store, request.app)] if request.app else await self.store.list_apps()
-        lives = [
-            accounting.Lifetime(
-                i.id,
-                i.app,
-                i.function,
-                i.config,
-                i.price_per_hour,
-                i.started_at.ToNanoseconds() / 1e9,
-                seconds(i.stopped_at),
-            )
-            for i in await self.store.lifetimes()
-        ]
-        resp = gateway_pb2.GetCostReportResponse(total_cost=0.0)
-        resp.start.FromNanoseconds(round(start * 1e9))
-        resp.end.FromNanoseconds(round(end * 1e9))
-        for app in apps:
-            name = app.spec.name
-            records = await self.store.invocations(name, start, end)
-            ac = resp.apps.add(
-                app=name, invocations=len(records), sla_violations=sum(not r.sla_met for r in records)
-            )
-            for fn in app.spec.functions:
-                mine = [x for x in lives if x.app == name and x.function == fn.name]
-                fc = ac.functions.add(
-                    function=fn.name,
-                    invocations=len(records),
-                    cold_starts=sum(1 for x in mine if start <= x.start <= end),
-                )
-                for x in mine:
-                    secs = accounting.instance_seconds(x, start, end, now)
-                    fc.instance_seconds[x.config] = fc.instance_seconds[x.config] + secs
-                fc.cost = accounting.total_cost(mine, start, end, now)
-                ac.cost += fc.cost
-            ac.cost_per_1000 = ac.cost / ac.invocations * 1000.0 if ac.invocations else 0.0
-            resp.total_cost += ac.cost
-        return resp
+        return await reports.cost_report(self.store, request, time.time())
