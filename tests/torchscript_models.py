@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -40,4 +41,7 @@ class WrongShape(nn.Module):
 
 def save(module: nn.Module, path: Path, max_batch: int = 8) -> str:
     """Script `module`, save it with the VEC -> VEC contract; return its model name."""
-    return models.save_torchscript(torch.jit.script(module), path, VEC, VEC, max_batch=max_batch)
+    with warnings.catch_warnings():  # TorchScript is deprecated upstream, still supported
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(module)
+    return models.save_torchscript(scripted, path, VEC, VEC, max_batch=max_batch)
