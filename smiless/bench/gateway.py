@@ -1,0 +1,252 @@
+"""Gateway overhead benchmark (`smiless bench gateway`).
+
+Starts the embedded stack (its own Redis and the four services on free loopback ports),
+registers a 3-stage chain of `tiny-mlp` stages, warms one instance per stage, then for each
+concurrency runs closed-loop clients for `duration_s`: each client sends an invocation,
+waits for its answer, sends the next. In the same run, at the same concurrency, the
+benchmark calls the same chain itself, stage after stage, directly on the same workers (the
+floor: what any client would pay without a gateway). overhead_per_stage_ms =
+(p50 - direct_p50) / stages.
+
+Modes: `unary` (one Invoke call per invocation) and `stream` (each client keeps one
+InvokeStream open and sends its invocations over it, still one at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from smiless import appspec, tensors, zoo
+from smiless.cli.stack import LocalStack, free_port
+from smiless.config import SERVICE_NAMES
+from smiless.store import Store
+from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, worker_pb2, worker_pb2_grpc
+
+APP = "bench-chain"
+STAGES = ("s1", "s2", "s3")
+MODEL = "tiny-mlp"
+Call = Callable[[int], Awaitable[None]]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def chain_spec() -> appspec.AppSpec:
+    return appspec.AppSpec(
+        APP,
+        1.0,
+        tuple(appspec.FunctionSpec(s, MODEL) for s in STAGES),
+        tuple(itertools.pairwise(STAGES)),
+        "3-stage chain of trivial models (gateway benchmark)",
+    )
+
+
+async def closed_loop(
+    concurrency: int, duration_s: float, one: Callable[[int], Awaitable[None]]
+) -> tuple[list[float], int, float]:
+    """(latencies in s, failures, elapsed s) of `concurrency` clients calling `one` in a loop."""
+    latencies: list[float] = []
+    failures = 0
+    stop_at = time.perf_counter() + duration_s
+
+    async def client(k: int) -> None:
+        nonlocal failures
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                await one(k)
+            except grpc.aio.AioRpcError:
+                failures += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(concurrency)))
+    return latencies, failures, time.perf_counter() - t0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(ports: set[int]) -> list[int]:
+    """Pids of the process-backend workers listening on `ports` (from their command lines)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            args = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"smiless.worker" in args and b"--port" in args:
+            i = args.index(b"--port")
+            if i + 1 < len(args) and args[i + 1].isdigit() and int(args[i + 1]) in ports:
+                found.append(int(d.name))
+    return found
+
+
+def _direct(workers: list[worker_pb2_grpc.WorkerStub], x: common_pb2.Tensor) -> Call:
+    async def one(_: int) -> None:
+        t = x
+        for w in workers:
+            t = (await w.Infer(worker_pb2.InferRequest(inputs=[t]), timeout=30)).outputs[0]
+
+    return one
+
+
+def _unary(gw: gateway_pb2_grpc.GatewayStub, request: gateway_pb2.InvokeRequest) -> Call:
+    async def one(_: int) -> None:
+        await gw.Invoke(request, timeout=30)
+
+    return one
+
+
+def _streamed(calls: list[Any], request: gateway_pb2.InvokeRequest) -> Call:
+    item = gateway_pb2.InvokeStreamRequest(invocation=request)
+
+    async def one(k: int) -> None:
+        await calls[k].write(item)
+        got = await calls[k].read()
+        if not isinstance(got, gateway_pb2.InvokeStreamResponse) or got.code != 0:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.UNKNOWN,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details=str(getattr(got, "message", got)),
+            )
+
+    return one
+
+
+async def run_gateway_bench(
+    gateway: str,
+    redis_url: str,
+    concurrencies: list[int],
+    duration_s: float,
+    modes: list[str],
+    progress: Callable[[str], None] = lambda _: None,
+    gateway_pid: int | None = None,
+) -> list[dict[str, Any]]:
+    x = tensors.to_proto(zoo.MODELS[MODEL].example_input(seed=1))
+    async with grpc.aio.insecure_channel(gateway) as ch:
+        gw = gateway_pb2_grpc.GatewayStub(ch)
+        await gw.RegisterApp(gateway_pb2.RegisterAppRequest(app=appspec.to_proto(chain_spec()), replace=True))
+        progress("warming one instance per stage")
+        request = gateway_pb2.InvokeRequest(app=APP, input=x)
+        first = await gw.Invoke(request, timeout=300)
+        for _ in range(50):
+            await gw.Invoke(request, timeout=30)
+        store = Store(redis_url)
+        try:
+            by_id = {i.id: i for i in await store.list_instances() if i.app == APP}
+        finally:
+            await store.close()
+        used = {s.function: by_id[s.instance_id].address for s in first.stages}
+        wpids = worker_pids({int(a.rsplit(":", 1)[1]) for a in used.values()})
+        worker_channels = {a: grpc.aio.insecure_channel(a) for a in set(used.values())}
+        workers = [worker_pb2_grpc.WorkerStub(worker_channels[used[s]]) for s in STAGES]
+        rows: list[dict[str, Any]] = []
+
+        def cpu() -> tuple[float, float, float]:
+            """CPU seconds so far: the gateway, the three workers, this client process."""
+            gw_cpu = cpu_seconds(gateway_pid) if gateway_pid else math.nan
+            w_cpu = sum(cpu_seconds(p) for p in wpids) if len(wpids) == len(STAGES) else math.nan
+            return gw_cpu, w_cpu, time.process_time()
+
+        try:
+            for c in concurrencies:
+                progress(f"direct chain, concurrency {c}")
+                before = cpu()
+                d_lat, _, d_elapsed = await closed_loop(c, duration_s, _direct(workers, x))
+                d_cpu = [b - a for a, b in zip(before, cpu(), strict=True)]
+                direct_p50 = percentile(d_lat, 50)
+                for mode in modes:
+                    progress(f"gateway {mode}, concurrency {c}")
+                    calls: list[Any] = []
+                    before = cpu()
+                    if mode == "unary":
+                        lat, failed, elapsed = await closed_loop(c, duration_s, _unary(gw, request))
+                    else:
+                        calls = [gw.InvokeStream(timeout=duration_s + 60) for _ in range(c)]
+                        lat, failed, elapsed = await closed_loop(c, duration_s, _streamed(calls, request))
+                    used_cpu = [b - a for a, b in zip(before, cpu(), strict=True)]
+                    for call in calls:
+                        await call.done_writing()
+                    p50 = percentile(lat, 50)
+                    n = max(1, len(lat))
+                    rows.append(
+                        {
+                            "mode": mode,
+                            "concurrency": c,
+                            "invocations": len(lat),
+                            "failed": failed,
+                            "rps": len(lat) / elapsed,
+                            "p50_ms": p50 * 1000,
+                            "p99_ms": percentile(lat, 99) * 1000,
+                            "direct_p50_ms": direct_p50 * 1000,
+                            "direct_rps": len(d_lat) / d_elapsed,
+                            "overhead_per_stage_ms": (p50 - direct_p50) * 1000 / len(STAGES),
+                            # CPU milliseconds per invocation, by process (where the time goes)
+                            "gateway_cpu_ms": used_cpu[0] * 1000 / n,
+                            "workers_cpu_ms": used_cpu[1] * 1000 / n,
+                            "client_cpu_ms": used_cpu[2] * 1000 / n,
+                            "direct_workers_cpu_ms": d_cpu[1] * 1000 / max(1, len(d_lat)),
+                            "direct_client_cpu_ms": d_cpu[2] * 1000 / max(1, len(d_lat)),
+                        }
+                    )
+        finally:
+            for wc in worker_channels.values():
+                await wc.close()
+    return rows
+
+
+def bench_gateway(
+    concurrencies: list[int],
+    duration_s: float,
+    modes: list[str],
+    progress: Callable[[str], None] = lambda _: None,
+    env: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the benchmark on a fresh embedded stack; stop it afterwards."""
+    with tempfile.TemporaryDirectory(prefix="smiless-bench-gw-") as tmp:
+        stack = LocalStack(
+            Path(tmp),
+            ports={n: free_port() for n in SERVICE_NAMES},
+            extra_env={"SMILESS_LOG_LEVEL": "WARNING", **(env or {})},
+        )
+        progress("starting the stack")
+        stack.start()
+        try:
+            return asyncio.run(
+                run_gateway_bench(
+                    stack.addresses["gateway"],
+                    str(stack.redis_url),
+                    concurrencies,
+                    duration_s,
+                    modes,
+                    progress,
+                    stack.procs["gateway"].pid,
+                )
+            )
+        finally:
+            stack.stop()
