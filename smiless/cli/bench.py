@@ -186,3 +186,36 @@ def coldstart_bench(
         return
     flat = [{k: v for k, v in r.items() if k != "phases_ms"} for r in rows]
     console.print(table(flat, "cold start vs floor (ms)"))
+
+
+@bench_app.command("gateway")
+def gateway_bench(
+    concurrency: Annotated[
+        str, typer.Option(help="Comma-separated numbers of closed-loop clients.")
+    ] = "1,4,16,64",
+    duration: Annotated[float, typer.Option(help="Seconds per (concurrency, mode).")] = 5.0,
+    modes: Annotated[str, typer.Option(help="unary, stream or both (comma-separated).")] = "unary,stream",
+    as_json: JsonOpt = False,
+) -> None:
+    """Gateway overhead on a warm 3-stage chain of trivial models against the same chain
+    called stage by stage directly on the workers, on a fresh embedded stack."""
+    from smiless.bench.gateway import bench_gateway
+
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c]
+    except ValueError:
+        fail(f"--concurrency: not a list of integers: {concurrency!r}")
+        raise
+    if not levels or min(levels) < 1:
+        fail("--concurrency: give at least one number >= 1")
+    chosen = [m for m in modes.split(",") if m]
+    if not chosen or any(m not in ("unary", "stream") for m in chosen):
+        fail(f"--modes: choose from unary, stream (got {modes!r})")
+    if duration <= 0:
+        fail("--duration: must be positive")
+    with console.status("benchmarking the gateway...") as status:
+        rows = bench_gateway(levels, duration, chosen, progress=lambda m: status.update(m))
+    if as_json:
+        print_json(rows)
+        return
+    console.print(table(rows, "gateway: 3-stage chain of tiny-mlp, closed loop (ms)"))
