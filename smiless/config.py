@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     )
     refit_min_samples: int = Field(10, ge=1, description="Observations of a (config, batch) a refit needs.")
     plan_top_k: int = Field(1, ge=1, description="Beam width (top-K) of the optimizer's path search.")
+    controller: bool = Field(True, description="Run the controller: enforce plans ahead of arrivals.")
+    controller_tick_s: float = Field(0.25, gt=0, description="Longest time between two controller passes.")
+    replan_interval_s: float = Field(
+        10.0, gt=0, description="Re-plan an app at least this often (profiles may have changed)."
+    )
+    miss_grace_s: float = Field(
+        2.0, ge=0, description="How long a pre-warmed instance waits past its predicted arrival."
+    )
+    fallback_keep_alive_s: float = Field(
+        600.0, gt=0, description="Keep-alive of instances of apps that cannot be planned yet."
+    )
     slot_s: float = Field(1.0, gt=0, description="Slot length of the invocation history (s).")
     predictor_history_s: float = Field(86400.0, gt=0, description="History the predictor reads (s).")
     predictor_train_interval_s: float = Field(
@@ -69,7 +80,9 @@ class Settings(BaseSettings):
     max_message_mb: int = Field(64, gt=0, description="Largest gRPC message accepted or sent.")
     invocation_retention: int = Field(100_000, gt=0, description="Invocation records kept per app.")
     arrival_retention_s: float = Field(7 * 86400.0, gt=0, description="Arrival history kept per app.")
-    app_refresh_s: float = Field(1.0, gt=0, description="How often the gateway reloads cached apps and plans.")
+    app_refresh_s: float = Field(
+        1.0, gt=0, description="How often the gateway reloads cached apps and plans."
+    )
     batch_max_wait_s: float = Field(
         0.01, ge=0, description="Longest wait for a batch to fill (the SLA budget may allow less)."
     )

@@ -1,10 +1,11 @@
 """Optimizer service. It owns the instances: nothing else starts or stops workers.
 
 It plans (`Plan`, `ExplainPlan`: profiles from Redis, the forecast from the predictor,
-the fast path search over the configs this host can run), serves `EnsureInstance` (one
-instance per function, started on demand on the planned config, else the default one)
-and `ListInstances`, and records every instance's lifetime. Enforcing plans ahead of
-arrivals (the controller) is being built.
+the fast path search over the configs this host can run), enforces the plans ahead of
+arrivals (the controller, `controller.py`: pre-warm, keep alive, stop, scale), serves
+`EnsureInstance` (an arrival that finds no ready instance: one is started on demand on the
+planned config, else the default one) and `ListInstances`, and records every instance's
+lifetime with why it started and stopped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 import grpc
 
@@ -30,12 +33,15 @@ from smiless.policy.search import Plan, explain, fast_plan
 from smiless.protoutil import set_seconds
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app, seconds
+from smiless.services.optimizer.controller import Controller
 from smiless.services.optimizer.planning import explanation_to_proto, plan_to_proto
 from smiless.store import Store
 from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc, predictor_pb2, predictor_pb2_grpc
 
 log = logging.getLogger("smiless.optimizer")
 LIVE = (common_pb2.INSTANCE_STATE_STARTING, common_pb2.INSTANCE_STATE_READY)
+DRAIN_S = 0.2
+"""A stopping instance is shown DRAINING this long first, so routers stop picking it."""
 
 
 class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
@@ -54,10 +60,12 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             )
         self.backend: WorkerBackend = backend or make_backend(settings)
         self.instances: dict[str, common_pb2.Instance] = {}
+        """Live instances (STARTING and READY) this optimizer runs."""
         self.locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self.watchers: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[object]] = set()
         self.plans: dict[str, Plan] = {}
         self.predictor: predictor_pb2_grpc.PredictorStub | None = None
+        self.controller = Controller(self)
 
     def add_to_server(self, server: grpc.aio.Server) -> list[str]:
         optimizer_pb2_grpc.add_OptimizerServicer_to_server(self, server)
@@ -85,27 +93,49 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         for orphan in set(alive) - known:
             await self.backend.stop(orphan)
             logs.event(log, "orphan worker removed", instance=orphan)
+        if self.settings.controller:
+            self.spawn(self.controller.run())
 
     def _watch_later(self, instance_id: str) -> None:
-        task = asyncio.create_task(self._watch(instance_id))
-        self.watchers.add(task)
-        task.add_done_callback(self.watchers.discard)
+        self.spawn(self._watch(instance_id))
+
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        """Run `coro` in the background; its failure is logged, never lost."""
+        task: asyncio.Task[object] = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._reap)
+
+    def _reap(self, task: asyncio.Task[object]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logs.event(log, "background task failed", logging.WARNING, error=str(exc))
 
     async def stop(self) -> None:
-        for w in self.watchers:
-            w.cancel()
-        await asyncio.gather(*(self._stop_instance(i) for i in list(self.instances)), return_exceptions=True)
+        for t in list(self.tasks):
+            t.cancel()
+        await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await asyncio.gather(
+            *(self.stop_instance(i, "optimizer stopped", drain=False) for i in list(self.instances)),
+            return_exceptions=True,
+        )
+        await self.controller.close()
         await self.backend.close()
 
     # --- instances -----------------------------------------------------------------------
-    async def _stop_instance(self, instance_id: str) -> None:
+    async def stop_instance(self, instance_id: str, reason: str, *, drain: bool = True) -> None:
+        """Stop an instance: DRAINING for a moment (routers move away), then stopped."""
         inst = self.instances.pop(instance_id, None)
+        if inst is not None and drain and inst.state == common_pb2.INSTANCE_STATE_READY:
+            inst.state = common_pb2.INSTANCE_STATE_DRAINING
+            await self.store.put_instance(inst)
+            await asyncio.sleep(DRAIN_S)
         await self.backend.stop(instance_id)
         if inst is not None:
             inst.state = common_pb2.INSTANCE_STATE_STOPPED
+            inst.stop_reason = reason
             set_seconds(inst.stopped_at, time.time())
             await self.store.put_instance(inst)
-            logs.event(log, "instance stopped", instance=instance_id, function=inst.function)
+            logs.event(log, "instance stopped", instance=instance_id, function=inst.function, reason=reason)
 
     async def _watch(self, instance_id: str) -> None:
         """Mark an instance FAILED as soon as its worker exits on its own."""
@@ -114,14 +144,35 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         if inst is None:
             return
         inst.state = common_pb2.INSTANCE_STATE_FAILED
+        inst.stop_reason = f"worker exited with code {code}"
         set_seconds(inst.stopped_at, time.time())
         await self.backend.stop(instance_id)
         with contextlib.suppress(Exception):
             await self.store.put_instance(inst)
         logs.event(log, "instance failed", logging.WARNING, instance=instance_id, exit_code=code)
 
+    async def start_planned(self, app: str, function: str, config: str, reason: str) -> None:
+        """A controller start: the function's model from the app spec, the config by name."""
+        stored = await self.store.get_app(app)
+        models = {f.name: f.model for f in stored.spec.functions} if stored is not None else {}
+        cfg = self.catalogue.get(config)
+        if function not in models or cfg is None:
+            return  # the app or config went away since the plan
+        await self._start_instance(app, function, models[function], cfg, reason)
+
     async def _start_instance(
-        self, app: str, function: str, model: str, config: HardwareConfig
+        self, app: str, function: str, model: str, config: HardwareConfig, reason: str
+    ) -> common_pb2.Instance:
+        """Start one instance; it is in `self.instances` (STARTING) from the first moment, so
+        the controller counts it and `EnsureInstance` waits for it instead of starting more."""
+        # Shielded: a caller that gives up (its deadline) must not leave a half-started worker.
+        task = asyncio.ensure_future(self._run_start(app, function, model, config, reason))
+        self.tasks.add(task)
+        task.add_done_callback(self._reap)
+        return await asyncio.shield(task)
+
+    async def _run_start(
+        self, app: str, function: str, model: str, config: HardwareConfig, reason: str
     ) -> common_pb2.Instance:
         instance_id = f"{app}-{function}-{uuid.uuid4().hex[:8]}"
         inst = common_pb2.Instance(
@@ -133,16 +184,23 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             state=common_pb2.INSTANCE_STATE_STARTING,
             backend=self.backend.name,
             price_per_hour=config.price_per_hour,
+            start_reason=reason,
         )
         set_seconds(inst.started_at, time.time())
+        self.instances[instance_id] = inst
         await self.store.put_instance(inst)
         try:
             started = await self.backend.start(instance_id, model, config)
         except BackendError as exc:
+            self.instances.pop(instance_id, None)
             inst.state = common_pb2.INSTANCE_STATE_FAILED
+            inst.stop_reason = f"failed to start: {exc}"
             set_seconds(inst.stopped_at, time.time())
             await self.store.put_instance(inst)
             raise RpcError(grpc.StatusCode.UNAVAILABLE, f"instance of {function}: {exc}") from exc
+        if instance_id not in self.instances:  # stopped while starting (optimizer shutdown)
+            await self.backend.stop(instance_id)
+            return inst
         set_seconds(inst.started_at, started.spawned_at)
         set_seconds(inst.ready_at, started.ready_at)
         inst.address = started.address
@@ -186,12 +244,27 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         key = (request.app, request.function)
         lock = self.locks.setdefault(key, asyncio.Lock())
         async with lock:  # concurrent callers join the one start
-            for inst in self.instances.values():
-                if (inst.app, inst.function) == key and inst.state == common_pb2.INSTANCE_STATE_READY:
+            mine = [i for i in self.instances.values() if (i.app, i.function) == key]
+            for inst in mine:
+                if inst.state == common_pb2.INSTANCE_STATE_READY:
                     return optimizer_pb2.EnsureInstanceResponse(instance=inst, started=False)
+            if mine:  # a start (pre-warm, or another caller's) is under way: wait for it
+                waited = await self._await_start(mine[0].id)
+                if waited is not None:
+                    return optimizer_pb2.EnsureInstanceResponse(instance=waited, started=True)
             config = await self._config_for(request.app, request.function)
-            inst = await self._start_instance(request.app, request.function, models[request.function], config)
+            inst = await self._start_instance(
+                request.app, request.function, models[request.function], config, "on demand"
+            )
             return optimizer_pb2.EnsureInstanceResponse(instance=inst, started=True)
+
+    async def _await_start(self, instance_id: str) -> common_pb2.Instance | None:
+        """Wait for the start of `instance_id`; None when it did not come up."""
+        while (inst := self.instances.get(instance_id)) is not None:
+            if inst.state == common_pb2.INSTANCE_STATE_READY:
+                return inst
+            await asyncio.sleep(0.05)
+        return None
 
     @rpc
     async def ListInstances(
@@ -223,26 +296,36 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             )
         return out
 
-    async def _forecast(self, app: str) -> tuple[Forecast, float]:
-        """The predictor's forecast and the time it counts from (the last arrival)."""
+    async def predict(self, app: str) -> predictor_pb2.PredictResponse:
+        """The predictor's latest forecast for `app` (UNAVAILABLE when it cannot answer)."""
         if self.predictor is None:
             channel = grpc.aio.insecure_channel(self.settings.predictor_addr)
             self.predictor = predictor_pb2_grpc.PredictorStub(channel)
         try:
-            pred = await self.predictor.Predict(predictor_pb2.PredictRequest(app=app), timeout=10)
+            pred: predictor_pb2.PredictResponse = await self.predictor.Predict(
+                predictor_pb2.PredictRequest(app=app), timeout=10
+            )
         except grpc.aio.AioRpcError as exc:
             raise RpcError(grpc.StatusCode.UNAVAILABLE, f"prediction for {app!r}: {exc.details()}") from exc
+        return pred
+
+    @staticmethod
+    def _forecast(pred: predictor_pb2.PredictResponse) -> tuple[Forecast, float]:
+        """The planner's forecast and the time it counts from (the last arrival)."""
         it_s = pred.next_it.ToNanoseconds() / 1e9
         keep = pred.keep_alive.ToNanoseconds() / 1e9
         forecast = Forecast(it_s if it_s > 0 else math.inf, max(1, pred.count), keep)
         since = seconds(pred.last_arrival)
         return forecast, since if since is not None else time.time()
 
-    async def _plan(self, app: str) -> tuple[optimizer_pb2.AppPlan, Plan]:
+    async def plan_app(
+        self, app: str, pred: predictor_pb2.PredictResponse | None = None
+    ) -> tuple[optimizer_pb2.AppPlan, Plan]:
+        """Plan `app` for `pred` (asked of the predictor when not given) and store the plan."""
         stored = await require_app(self.store, app)
         spec = appspec.validate(appspec.from_proto(stored.spec))
         found = await self._profiles(spec)
-        forecast, since = await self._forecast(app)
+        forecast, since = self._forecast(pred if pred is not None else await self.predict(app))
         runnable = {n: c for n, c in self.catalogue.items() if c.runnable}
         plan = fast_plan(
             spec.function_names,
@@ -272,7 +355,8 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
     async def Plan(
         self, request: optimizer_pb2.PlanRequest, context: grpc.aio.ServicerContext
     ) -> optimizer_pb2.PlanResponse:
-        msg, _ = await self._plan(request.app)
+        msg, _ = await self.plan_app(request.app)
+        self.controller.kick.set()  # enforce the new plan now
         return optimizer_pb2.PlanResponse(plan=msg)
 
     @rpc
@@ -290,5 +374,5 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         self, request: optimizer_pb2.ExplainPlanRequest, context: grpc.aio.ServicerContext
     ) -> optimizer_pb2.ExplainPlanResponse:
         """Explains a fresh plan: the chosen option per function and every rejected one."""
-        msg, plan = await self._plan(request.app)
+        msg, plan = await self.plan_app(request.app)
         return optimizer_pb2.ExplainPlanResponse(plan=msg, functions=explanation_to_proto(explain(plan), msg))

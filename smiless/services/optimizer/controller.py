@@ -1,0 +1,149 @@
+"""The controller loop: keeps every app's instances in line with its plan.
+
+Each tick it asks the predictor for every app's forecast, re-plans when the forecast moved
+(a new arrival, another IT or count) or the plan is older than `replan_interval_s` (profiles
+may have been refitted), reads each ready instance's usage from its worker (`Describe`), and
+carries out what the pure `smiless.policy.controller.decide` says: starts (pre-warm, keep
+warm, scale out) and stops (served, keep-alive expired, no arrival, scale down). Apps that
+cannot be planned (no profile yet) fall back to a fixed keep-alive of `fallback_keep_alive_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+import grpc
+
+from smiless import logs
+from smiless.policy.controller import InstanceView, decide
+from smiless.server import RpcError, grpc_options
+from smiless.services.common import seconds
+from smiless.v1 import common_pb2, predictor_pb2, worker_pb2, worker_pb2_grpc
+
+if TYPE_CHECKING:
+    from smiless.services.optimizer.service import OptimizerService
+
+log = logging.getLogger("smiless.optimizer.controller")
+DESCRIBE_TIMEOUT_S = 1.0
+
+
+def forecast_key(pred: predictor_pb2.PredictResponse) -> tuple[object, ...]:
+    """What a plan depends on in a prediction: a change means re-plan."""
+    return (
+        pred.last_arrival.ToNanoseconds() if pred.HasField("last_arrival") else None,
+        pred.next_it.ToNanoseconds(),
+        pred.count,
+        pred.keep_alive.ToNanoseconds(),
+    )
+
+
+class Controller:
+    def __init__(self, svc: OptimizerService) -> None:
+        self.svc = svc
+        self.settings = svc.settings
+        self.keys: dict[str, tuple[object, ...]] = {}
+        self.planned_at: dict[str, float] = {}
+        self.reported: dict[str, str] = {}
+        self.stubs: dict[str, worker_pb2_grpc.WorkerStub] = {}
+        self.channels: dict[str, grpc.aio.Channel] = {}
+        self.kick = asyncio.Event()
+
+    async def run(self) -> None:
+        """Tick until cancelled; a tick that fails is logged, never fatal."""
+        tick = self.settings.controller_tick_s
+        while True:
+            try:
+                wake = await self.tick()
+            except Exception as exc:  # Redis down, predictor down...: try again next tick
+                logs.event(log, "controller tick failed", logging.WARNING, error=str(exc))
+                wake = math.inf
+            delay = min(tick, max(0.0, wake - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.kick.wait(), delay)
+            self.kick.clear()
+
+    async def close(self) -> None:
+        for ch in self.channels.values():
+            await ch.close()
+
+    async def tick(self) -> float:
+        """One pass over every app; returns when the earliest app wants the next one."""
+        apps = {a.spec.name for a in await self.svc.store.list_apps()}
+        wake = math.inf
+        for app in sorted(apps):
+            try:
+                wake = min(wake, await self.tick_app(app))
+            except RpcError as exc:
+                if self.reported.get(app) != exc.message:  # say it once, not every tick
+                    self.reported[app] = exc.message
+                    logs.event(log, "app not controlled", logging.WARNING, app=app, reason=exc.message)
+                await self.fallback(app)
+        for inst in list(self.svc.instances.values()):  # apps deleted meanwhile
+            if inst.app not in apps and inst.state == common_pb2.INSTANCE_STATE_READY:
+                self.svc.spawn(self.svc.stop_instance(inst.id, "app deleted"))
+        return wake
+
+    async def tick_app(self, app: str) -> float:
+        now = time.time()
+        pred = await self.svc.predict(app)
+        key = forecast_key(pred)
+        plan = self.svc.plans.get(app)
+        stale = now - self.planned_at.get(app, -math.inf) > self.settings.replan_interval_s
+        if plan is None or self.keys.get(app) != key or stale:
+            _, plan = await self.svc.plan_app(app, pred)
+            self.keys[app] = key
+            self.planned_at[app] = now
+        self.reported.pop(app, None)
+        views = await self.views(app)
+        d = decide(
+            plan,
+            time.time(),
+            views,
+            active=pred.HasField("last_arrival"),
+            miss_grace_s=self.settings.miss_grace_s,
+        )
+        for s in d.stops:
+            self.svc.spawn(self.svc.stop_instance(s.instance_id, s.reason))
+        for st in d.starts:
+            self.svc.spawn(self.svc.start_planned(app, st.function, st.config, st.reason))
+        return d.wake_at
+
+    async def fallback(self, app: str) -> None:
+        """No plan: stop instances idle for longer than the fixed keep-alive."""
+        now = time.time()
+        for view in await self.views(app):
+            idle = view.idle_since
+            if view.ready and idle is not None and now - idle >= self.settings.fallback_keep_alive_s:
+                self.svc.spawn(self.svc.stop_instance(view.id, "keep-alive expired"))
+
+    def stub(self, address: str) -> worker_pb2_grpc.WorkerStub:
+        stub = self.stubs.get(address)
+        if stub is None:
+            ch = grpc.aio.insecure_channel(address, options=grpc_options(self.settings))
+            self.channels[address] = ch
+            stub = self.stubs[address] = worker_pb2_grpc.WorkerStub(ch)
+        return stub
+
+    async def views(self, app: str) -> list[InstanceView]:
+        """The app's live instances with their usage, read from their workers."""
+        mine = [i for i in self.svc.instances.values() if i.app == app]
+        return list(await asyncio.gather(*(self.view(i) for i in mine)))
+
+    async def view(self, inst: common_pb2.Instance) -> InstanceView:
+        started = seconds(inst.started_at) or 0.0
+        if inst.state != common_pb2.INSTANCE_STATE_READY:
+            return InstanceView(inst.id, inst.function, inst.config, False, started, None, 0)
+        try:
+            usage = await self.stub(inst.address).Describe(
+                worker_pb2.DescribeRequest(), timeout=DESCRIBE_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError:  # unreachable: the exit watch decides, never stop blind
+            return InstanceView(inst.id, inst.function, inst.config, True, started, None, inst.served)
+        inst.served = usage.served
+        idle = seconds(usage.idle_since) if usage.in_flight == 0 else None
+        return InstanceView(inst.id, inst.function, inst.config, True, started, idle, usage.served)

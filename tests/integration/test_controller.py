@@ -1,0 +1,108 @@
+"""The controller on the real stack: an app with a regular arrival pattern gets its instance
+pre-warmed before each predicted arrival and stopped after serving it, and the lifetimes in
+Redis say so."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from smiless import appspec, profiles, tensors, zoo
+from smiless.catalogue import Kind
+from smiless.cli.stack import LocalStack
+from smiless.policy.profile import InferenceModel, InitModel
+from smiless.store import Store
+from smiless.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    optimizer_pb2,
+    optimizer_pb2_grpc,
+    predictor_pb2,
+    predictor_pb2_grpc,
+    profiler_pb2,
+)
+
+PERIOD_S = 7.0
+APP = "metronome"
+
+
+def _profile() -> profiler_pb2.Profile:
+    """A stored profile as the profiler would write it: a process worker of tiny-mlp takes
+    about 2-3 s to start here; planned at mu + 3 sigma = 4.2 s."""
+    p = profiler_pb2.Profile(
+        model="tiny-mlp", kind=profiles.KIND_TO_PROTO[Kind.CPU], configs=["cpu-1", "cpu-2"]
+    )
+    p.init_phases.extend(profiles.init_to_proto(InitModel.single(3.0, 0.4)))
+    p.inference.CopyFrom(profiles.inference_to_proto(InferenceModel(0.002, 0.5, 0.5, 0.002), 0.05))
+    return p
+
+
+async def _setup(redis_url: str) -> None:
+    store = Store(redis_url)
+    try:
+        await store.put_profile(_profile(), "cpu")
+    finally:
+        await store.close()
+
+
+async def _lifetimes(redis_url: str) -> list[common_pb2.Instance]:
+    store = Store(redis_url)
+    try:
+        return [i for i in await store.lifetimes() if i.app == APP]
+    finally:
+        await store.close()
+
+
+def test_prewarmed_before_predicted_arrivals_and_stopped_after(stack: LocalStack) -> None:
+    assert stack.redis_url is not None
+    asyncio.run(_setup(stack.redis_url))
+    spec = appspec.AppSpec(APP, 2.0, (appspec.FunctionSpec("m", "tiny-mlp"),))
+    x = tensors.to_proto(zoo.MODELS["tiny-mlp"].example_input())
+    with (
+        grpc.insecure_channel(stack.addresses["gateway"]) as gch,
+        grpc.insecure_channel(stack.addresses["predictor"]) as pch,
+        grpc.insecure_channel(stack.addresses["optimizer"]) as och,
+    ):
+        gw = gateway_pb2_grpc.GatewayStub(gch)
+        gw.RegisterApp(gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True), timeout=10)
+        # A history of one arrival every PERIOD_S, the last one just now.
+        last = time.time() - 0.2
+        req = predictor_pb2.LoadHistoryRequest(app=APP, replace=True)
+        for k in range(9, -1, -1):
+            req.arrivals.add().FromNanoseconds(round((last - k * PERIOD_S) * 1e9))
+        predictor_pb2_grpc.PredictorStub(pch).LoadHistory(req, timeout=10)
+        plan = optimizer_pb2_grpc.OptimizerStub(och).Plan(optimizer_pb2.PlanRequest(app=APP), timeout=10).plan
+        fp = plan.functions[0]
+        assert fp.mode == common_pb2.COLD_START_MODE_PREWARM and fp.stop_after_serving, plan
+        arrivals: list[float] = []
+        for _ in range(2):
+            last += PERIOD_S
+            time.sleep(max(0.0, last - time.time()))
+            sent = time.time()
+            resp = gw.Invoke(gateway_pb2.InvokeRequest(app=APP, input=x), timeout=30)
+            arrivals.append(sent)
+            assert not resp.stages[0].cold, f"the stage met a cold instance at {sent}: {resp}"
+        deadline = time.time() + 10
+        while True:  # the last instance is stopped once it has served
+            lives = asyncio.run(_lifetimes(stack.redis_url))
+            served = [i for i in lives if i.stop_reason == "served"]
+            if len(served) >= 2 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+    prewarmed = [i for i in lives if i.start_reason == "pre-warm"]
+    assert len(prewarmed) >= 2, lives
+    for at in arrivals:
+        used = [
+            i
+            for i in prewarmed
+            if i.ready_at.ToNanoseconds() / 1e9 <= at
+            and i.stopped_at.ToNanoseconds() / 1e9 > at
+            and i.stop_reason == "served"
+        ]
+        assert used, f"no pre-warmed instance was ready at {at} and stopped after serving: {lives}"
+        started = min(i.started_at.ToNanoseconds() / 1e9 for i in used)
+        assert started > at - PERIOD_S, "started for this arrival, not left running from the last"
+    assert all(i.served >= 1 for i in served)
