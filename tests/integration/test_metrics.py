@@ -1,0 +1,170 @@
+"""Prometheus endpoints of the real services (the stack's), scraped over HTTP: the metrics
+exist, are named as the README says, and move with the calls made here."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from smiless import appspec, tensors, zoo
+from smiless.cli.stack import LocalStack, free_port
+from smiless.config import SERVICE_NAMES, Settings
+from smiless.v1 import gateway_pb2, gateway_pb2_grpc
+
+APP = "metrics-chain"
+OFFSET = Settings().metrics_port_offset  # the stack runs with the default
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(stack: LocalStack, service: str) -> Samples:
+    port = stack.ports[service] + OFFSET
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        assert resp.status == 200
+        text = resp.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+@pytest.fixture(scope="module")
+def gw(stack: LocalStack) -> Iterator[gateway_pb2_grpc.GatewayStub]:
+    with grpc.insecure_channel(stack.addresses["gateway"]) as ch:
+        stub = gateway_pb2_grpc.GatewayStub(ch)
+        spec = appspec.validate(
+            appspec.from_dict(
+                {
+                    "name": APP,
+                    "sla": "30s",
+                    "functions": [{"name": "a", "model": "tiny-mlp"}, {"name": "b", "model": "tiny-mlp"}],
+                    "edges": [["a", "b"]],
+                }
+            )
+        )
+        stub.RegisterApp(gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True), timeout=10)
+        yield stub
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_every_service_serves_metrics(stack: LocalStack, service: str) -> None:
+    samples = scrape(stack, service)
+    # the stack's start-up health checks went through the shell's interceptor
+    assert value(samples, "smiless_rpc_requests_total", service=service, method="Check", code="OK") >= 1
+    assert value(samples, "smiless_rpc_latency_seconds_count", service=service, method="Check") >= 1
+
+
+def test_gateway_metrics_move_with_invocations(stack: LocalStack, gw: gateway_pb2_grpc.GatewayStub) -> None:
+    x = tensors.to_proto(zoo.MODELS["tiny-mlp"].example_input())
+    gw.Invoke(gateway_pb2.InvokeRequest(app=APP, input=x), timeout=120)  # warm the instances
+    before = scrape(stack, "gateway")
+    for _ in range(3):
+        gw.Invoke(gateway_pb2.InvokeRequest(app=APP, input=x), timeout=60)
+    with pytest.raises(grpc.RpcError):
+        gw.Invoke(gateway_pb2.InvokeRequest(app="no-such-app", input=x), timeout=10)
+    stream = gw.InvokeStream(
+        iter([gateway_pb2.InvokeStreamRequest(invocation=gateway_pb2.InvokeRequest(app=APP, input=x))] * 2),
+        timeout=60,
+    )
+    assert [a.code for a in stream] == [0, 0]
+    after = scrape(stack, "gateway")
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("smiless_rpc_requests_total", service="gateway", method="Invoke", code="OK") == 3
+    assert moved("smiless_rpc_requests_total", service="gateway", method="Invoke", code="NOT_FOUND") == 1
+    assert moved("smiless_rpc_requests_total", service="gateway", method="InvokeStream", code="OK") == 1
+    assert moved("smiless_invocations_total", app=APP, outcome="ok") == 5
+    assert moved("smiless_invocation_latency_seconds_count", app=APP) == 5
+    assert moved("smiless_invocation_latency_seconds_sum", app=APP) > 0
+    for stage in ("a", "b"):
+        assert moved("smiless_stage_latency_seconds_count", app=APP, stage=stage) == 5
+    assert not any(dict(ls).get("app") == "no-such-app" for _, ls in after), "no label for unknown apps"
+    assert value(after, "smiless_cold_stages_total", app=APP) >= 1, "the first call met cold instances"
+
+
+def test_optimizer_exports_instances_and_cost(stack: LocalStack, gw: gateway_pb2_grpc.GatewayStub) -> None:
+    x = tensors.to_proto(zoo.MODELS["tiny-mlp"].example_input())
+    gw.Invoke(gateway_pb2.InvokeRequest(app=APP, input=x), timeout=120)
+    refresh = Settings().metrics_refresh_s
+    deadline = time.time() + 3 * refresh + 5
+    while True:
+        samples = scrape(stack, "optimizer")
+        if value(samples, "smiless_instance_starts_total", app=APP) >= 2 or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert value(samples, "smiless_instance_starts_total", app=APP, function="a") >= 1
+    assert value(samples, "smiless_instance_starts_total", app=APP, function="b") >= 1
+    first = value(samples, "smiless_cost_accrued_total", app=APP)
+    assert first > 0
+    states = {dict(ls)["state"] for (n, ls) in samples if n == "smiless_instances" and dict(ls)["app"] == APP}
+    assert states <= {"STARTING", "READY", "DRAINING"}
+    stamp = value(samples, "smiless_fleet_refreshed_timestamp_seconds")
+    assert 0 < time.time() - stamp < 3 * refresh + 5
+    # cost accrues: a later refresh reports at least as much (more while an instance lives)
+    while value(later := scrape(stack, "optimizer"), "smiless_fleet_refreshed_timestamp_seconds") == stamp:
+        assert time.time() < stamp + 3 * refresh + 5, "the fleet figures are refreshed"
+        time.sleep(0.5)
+    assert value(later, "smiless_cost_accrued_total", app=APP) >= first
+    if value(later, "smiless_instances", app=APP):
+        assert value(later, "smiless_cost_accrued_total", app=APP) > first
+
+
+def test_metrics_port_taken_is_one_clear_line(redis_url: str) -> None:
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        offset = busy.getsockname()[1] - port
+        if offset <= 0:
+            pytest.skip("the free ports came in an order that makes no positive offset")
+        proc = subprocess.run(
+            [sys.executable, "-m", "smiless", "serve", "predictor", "--port", str(port)],
+            env={**os.environ, "SMILESS_REDIS_URL": redis_url, "SMILESS_METRICS_PORT_OFFSET": str(offset)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2
+    assert "cannot serve metrics" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_offset_zero_disables_the_endpoint(redis_url: str) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smiless", "serve", "predictor", "--port", str(port)],
+        env={**os.environ, "SMILESS_REDIS_URL": redis_url, "SMILESS_METRICS_PORT_OFFSET": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        from smiless.cli.stack import health_status
+
+        deadline = time.time() + 30
+        while health_status(f"127.0.0.1:{port}", 0.5) != "SERVING":
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.1)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port + 1000}/metrics", timeout=2)
+    finally:
+        proc.terminate()
+        proc.wait(30)
