@@ -1,11 +1,12 @@
 """The controller loop: keeps every app's instances in line with its plan.
 
-Each tick it asks the predictor for every app's forecast, re-plans when the forecast moved
-(a new arrival, another IT or count) or the plan is older than `replan_interval_s` (profiles
-may have been refitted), reads each ready instance's usage from its worker (`Describe`), and
-carries out what the pure `smiless.policy.controller.decide` says: starts (pre-warm, keep
-warm, scale out) and stops (served, keep-alive expired, no arrival, scale down). Apps that
-cannot be planned (no profile yet) fall back to a fixed keep-alive of `fallback_keep_alive_s`.
+Each tick it looks for new arrivals of every app (one Redis read), asks the predictor for a
+fresh forecast when there are, re-plans when the forecast moved (another IT, count or last
+arrival) or the plan is older than `replan_interval_s` (profiles may have been refitted),
+reads each ready instance's usage from its worker (`Describe`), and carries out what the pure
+`smiless.policy.controller.decide` says: starts (pre-warm, keep warm, scale out) and stops
+(served, keep-alive expired, no arrival, scale down). Apps that cannot be planned (no profile
+yet) fall back to a fixed keep-alive of `fallback_keep_alive_s`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Controller:
         self.settings = svc.settings
         self.keys: dict[str, tuple[object, ...]] = {}
         self.planned_at: dict[str, float] = {}
+        self.last_seen: dict[str, float | None] = {}
         self.reported: dict[str, str] = {}
         self.stubs: dict[str, worker_pb2_grpc.WorkerStub] = {}
         self.channels: dict[str, grpc.aio.Channel] = {}
@@ -90,21 +92,26 @@ class Controller:
 
     async def tick_app(self, app: str) -> float:
         now = time.time()
-        pred = await self.svc.predict(app)
-        key = forecast_key(pred)
+        # A forecast moves with new arrivals: ask the predictor only then (one cheap Redis
+        # read per tick instead), or when the plan is due anyway.
+        last = await self.svc.store.last_arrival(app)
         plan = self.svc.plans.get(app)
         stale = now - self.planned_at.get(app, -math.inf) > self.settings.replan_interval_s
-        if plan is None or self.keys.get(app) != key or stale:
-            _, plan = await self.svc.plan_app(app, pred)
-            self.keys[app] = key
-            self.planned_at[app] = now
+        if plan is None or stale or self.last_seen.get(app) != last:
+            pred = await self.svc.predict(app)
+            key = forecast_key(pred)
+            if plan is None or stale or self.keys.get(app) != key:
+                _, plan = await self.svc.plan_app(app, pred)
+                self.keys[app] = key
+                self.planned_at[app] = now
+            self.last_seen[app] = last
         self.reported.pop(app, None)
         views = await self.views(app)
         d = decide(
             plan,
             time.time(),
             views,
-            active=pred.HasField("last_arrival"),
+            active=last is not None,
             miss_grace_s=self.settings.miss_grace_s,
         )
         for s in d.stops:
