@@ -235,22 +235,40 @@ def summarize(
 
 
 @dataclass(frozen=True)
+class CostPoint:
+    """One bucket of the gateway's series: offset (s after the replay start) and figures."""
+
+    offset_s: float
+    cost: float
+    invocations: int
+    p50_ms: float
+    p99_ms: float
+    sla_violations: int
+
+
+@dataclass(frozen=True)
 class GatewayFigures:
-    """The gateway's cost report for one app over the replay window."""
+    """What the gateway reports for one app over the replay window: `GetCostReport` for the
+    window (cost, invocations, violations, cold invocations, instances started, the series)
+    and `GetStatus` with a window ending when the report is made (p50/p99)."""
 
     invocations: int
     sla_violations: int
+    violation_ratio: float
     cost: float
     cost_per_1000: float
+    cold_invocations: int
     instances_started: int
     instance_seconds: dict[str, float]  # by hardware config
+    p50_ms: float | None  # None when GetStatus could not be asked
+    p99_ms: float | None
+    series: list[CostPoint] = field(default_factory=list)
 
-    @property
-    def violation_ratio(self) -> float:
-        return self.sla_violations / self.invocations if self.invocations else 0.0
 
-
-def figures(app_cost: gateway_pb2.AppCost) -> GatewayFigures:
+def figures(
+    app_cost: gateway_pb2.AppCost, started_at: float, status: gateway_pb2.AppStatus | None
+) -> GatewayFigures:
+    """The gateway's figures for one app; `status` is its GetStatus entry (windowed)."""
     seconds: dict[str, float] = {}
     for fc in app_cost.functions:
         for config, s in fc.instance_seconds.items():
@@ -258,10 +276,25 @@ def figures(app_cost: gateway_pb2.AppCost) -> GatewayFigures:
     return GatewayFigures(
         invocations=app_cost.invocations,
         sla_violations=app_cost.sla_violations,
+        violation_ratio=app_cost.sla_violation_ratio,
         cost=app_cost.cost,
         cost_per_1000=app_cost.cost_per_1000,
+        cold_invocations=app_cost.cold_invocations,
         instances_started=sum(fc.cold_starts for fc in app_cost.functions),
         instance_seconds=dict(sorted(seconds.items())),
+        p50_ms=get_seconds(status.p50_latency) * 1000.0 if status is not None else None,
+        p99_ms=get_seconds(status.p99_latency) * 1000.0 if status is not None else None,
+        series=[
+            CostPoint(
+                get_seconds(p.start) - started_at,
+                p.cost,
+                p.invocations,
+                get_seconds(p.p50_latency) * 1000.0,
+                get_seconds(p.p99_latency) * 1000.0,
+                p.sla_violations,
+            )
+            for p in app_cost.series
+        ],
     )
 
 
@@ -307,8 +340,6 @@ class ReplayReport:
                 violation_ratio=a.client.violation_ratio,
                 lateness=asdict(a.client.lateness) | {"slipped": a.client.lateness.slipped},
             )
-            if a.gateway is not None:
-                d["gateway"]["violation_ratio"] = a.gateway.violation_ratio
         return doc
 
 
@@ -431,12 +462,15 @@ async def example_requests(
 
 
 async def cost_report(
-    stub: gateway_pb2_grpc.GatewayStub, start: float, end: float
+    stub: gateway_pb2_grpc.GatewayStub, start: float, end: float, step_s: float | None = None
 ) -> gateway_pb2.GetCostReportResponse:
-    """The gateway's cost report for every app over [start, end] (epoch seconds)."""
+    """The gateway's cost report for every app over [start, end] (epoch seconds), with its
+    series in buckets of step_s (the gateway's default when None)."""
     req = gateway_pb2.GetCostReportRequest()
     set_seconds(req.start, start)
     set_seconds(req.end, end)
+    if step_s is not None:
+        set_seconds(req.step, step_s)
     resp: gateway_pb2.GetCostReportResponse = await stub.GetCostReport(req, timeout=30)
     return resp
 
@@ -448,11 +482,13 @@ def make_report(
     spread: str,
     window_end: float,
     costs: gateway_pb2.GetCostReportResponse | None,
+    status: gateway_pb2.GetStatusResponse | None = None,
     threshold_s: float = LATE_THRESHOLD_S,
 ) -> ReplayReport:
     apps = [w.app for w in workloads]
     client = summarize(run.outcomes, apps, threshold_s)
     by_app = {a.app: a for a in costs.apps} if costs is not None else {}
+    status_of = {a.name: a for a in status.apps} if status is not None else {}
     return ReplayReport(
         started_at=run.started_at,
         ended_at=window_end,
@@ -466,11 +502,23 @@ def make_report(
                 start_minute=w.start_minute,
                 minutes=len(w.counts),
                 client=client[w.app],
-                gateway=figures(by_app[w.app]) if w.app in by_app else None,
+                gateway=(
+                    figures(by_app[w.app], run.started_at, status_of.get(w.app)) if w.app in by_app else None
+                ),
             )
             for w in workloads
         ],
     )
+
+
+async def window_status(
+    stub: gateway_pb2_grpc.GatewayStub, app: str, window_s: float
+) -> gateway_pb2.GetStatusResponse:
+    """GetStatus for one app with one window ending now (p50/p99 over the replay)."""
+    req = gateway_pb2.GetStatusRequest(app=app)
+    set_seconds(req.windows.add(), window_s)
+    resp: gateway_pb2.GetStatusResponse = await stub.GetStatus(req, timeout=30)
+    return resp
 
 
 def report_window_end(run: Run, schedule_s: float, margin_s: float = 0.5) -> float:
@@ -481,66 +529,48 @@ def report_window_end(run: Run, schedule_s: float, margin_s: float = 0.5) -> flo
 
 # --- the timeline plot -----------------------------------------------------------------------
 def plot_timeline(
-    outcomes: Sequence[Outcome],
-    bucket_costs: dict[str, list[float]],
-    bucket_s: float,
-    sla_s: dict[str, float],
-    out: Path,
+    report: ReplayReport, outcomes: Sequence[Outcome], sla_s: dict[str, float], out: Path
 ) -> None:
-    """Two panels over the replay: cumulative cost per app (from the gateway's cost report
-    per bucket) and every invocation's end-to-end latency against its app's SLA."""
+    """Two panels over the replay: each app's cumulative cost (the gateway's cost series) and
+    every invocation's end-to-end latency (dots; x: failed) against its SLA (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_cost, ax_lat) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
-    for app, costs in bucket_costs.items():
-        xs = [bucket_s * (i + 1) for i in range(len(costs))]
-        total = 0.0
-        ys = []
-        for c in costs:
-            total += c
+    for a in report.apps:
+        if a.gateway is None or not a.gateway.series:
+            continue
+        pts = sorted(a.gateway.series, key=lambda p: p.offset_s)
+        total, xs, ys = 0.0, [pts[0].offset_s], [0.0]
+        for k, p in enumerate(pts):
+            total += p.cost
+            xs.append(pts[k + 1].offset_s if k + 1 < len(pts) else report.window_s)
             ys.append(total)
-        ax_cost.step([0.0, *xs], [0.0, *ys], where="post", label=app)
+        ax_cost.plot(xs, ys, marker=".", label=f"{a.app} ({total:.5f})")
     ax_cost.set_ylabel("cumulative cost")
+    ax_cost.set_title(f"replay of {report.window_s:.0f} s, {report.slot_seconds:g} s per trace minute")
     ax_cost.grid(alpha=0.3)
     ax_cost.legend(fontsize=8)
     for app, sla in sla_s.items():
-        mine = [
-            o for o in outcomes if o.send.app == app and o.latency_s is not None and o.sent_at is not None
-        ]
-        line = ax_lat.scatter([o.sent_at for o in mine], [o.latency_s for o in mine], s=10, label=app)
-        ax_lat.axhline(sla, color=line.get_facecolor()[0], linestyle="--", alpha=0.5)
+        ok = [o for o in outcomes if o.send.app == app and o.latency_s is not None]
+        dots = ax_lat.scatter([o.sent_at or 0.0 for o in ok], [o.latency_s for o in ok], s=10, label=app)
+        ax_lat.axhline(sla, color=dots.get_facecolor()[0], linestyle="--", alpha=0.5)
         bad = [o for o in outcomes if o.send.app == app and o.status not in (OK, NOT_SENT)]
         if bad:
             ax_lat.scatter(
-                [o.sent_at for o in bad],
+                [o.sent_at or 0.0 for o in bad],
                 [sla] * len(bad),
                 marker="x",
                 color="red",
                 s=20,
                 label=f"{app} failed",
             )
-    ax_lat.set_ylabel("latency (s), dashed: SLA")
+    ax_lat.set_ylabel("latency (s)")
     ax_lat.set_xlabel("seconds since the replay started")
     ax_lat.grid(alpha=0.3)
     ax_lat.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
-
-
-async def bucket_costs(
-    stub: gateway_pb2_grpc.GatewayStub, apps: Sequence[str], start: float, end: float, bucket_s: float
-) -> dict[str, list[float]]:
-    """Cost per app in consecutive buckets of bucket_s over [start, end]."""
-    n = max(1, math.ceil((end - start) / bucket_s))
-    out: dict[str, list[float]] = {a: [] for a in apps}
-    for i in range(n):
-        lo, hi = start + i * bucket_s, min(end, start + (i + 1) * bucket_s)
-        resp = await cost_report(stub, lo, hi)
-        got = {a.app: a.cost for a in resp.apps}
-        for a in apps:
-            out[a].append(got.get(a, 0.0))
-    return out

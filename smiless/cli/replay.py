@@ -30,11 +30,10 @@ class ReplayError(Exception):
 
 @dataclass
 class Replayed:
-    """A finished replay: its report, outcomes and (when asked) the cost per bucket."""
+    """A finished replay: its report, every send's outcome, and each app's SLA."""
 
     report: replay.ReplayReport
     outcomes: list[replay.Outcome]
-    bucket_costs: dict[str, list[float]]
     sla_s: dict[str, float]
 
 
@@ -103,7 +102,6 @@ async def replay_apps(
     seed: int = 0,
     timeout_s: float = 60.0,
     late_threshold_s: float = replay.LATE_THRESHOLD_S,
-    with_buckets: bool = False,
     show_progress: bool = True,
 ) -> Replayed:
     """Replay the workloads (apps already registered) and collect the gateway's report."""
@@ -159,23 +157,28 @@ async def replay_apps(
                     loop.remove_signal_handler(signal.SIGINT)
         end = replay.report_window_end(run, schedule_s)
         await asyncio.sleep(max(0.0, end - time.time()))  # let the gateway flush its records
+        costs: gateway_pb2.GetCostReportResponse | None = None
+        status_now = gateway_pb2.GetStatusResponse()
         try:
-            costs = await replay.cost_report(stub, run.started_at, end)
-            buckets = (
-                await replay.bucket_costs(stub, apps, run.started_at, end, slot_seconds)
-                if with_buckets
-                else {}
-            )
+            costs = await replay.cost_report(stub, run.started_at, end, slot_seconds)
+            for a in apps:
+                got = await replay.window_status(stub, a, time.time() - run.started_at)
+                status_now.apps.extend(got.apps)
         except grpc.aio.AioRpcError as exc:
-            err.print(f"[yellow]warning:[/yellow] no cost report: {exc.code().name}: {exc.details()}")
-            costs, buckets = None, {}
-    report = replay.make_report(run, workloads, slot_seconds, spread, end, costs, late_threshold_s)
-    return Replayed(report, run.outcomes, buckets, sla_s)
+            err.print(f"[yellow]warning:[/yellow] no gateway report: {exc.code().name}: {exc.details()}")
+    report = replay.make_report(
+        run, workloads, slot_seconds, spread, end, costs, status_now if costs else None, late_threshold_s
+    )
+    return Replayed(report, run.outcomes, sla_s)
 
 
 def _message_options() -> list[tuple[str, Any]]:
     limit = Settings().max_message_mb * 1024 * 1024
     return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+def _ms(v: float | None) -> str:
+    return "?" if v is None else f"{v:.0f}"
 
 
 def render(report: replay.ReplayReport) -> None:
@@ -185,42 +188,31 @@ def render(report: replay.ReplayReport) -> None:
         + (" [interrupted]" if report.interrupted else "")
     )
     t = Table(title=title)
-    cols = ("app", "invocations", "violations", "cost", "cost / 1000", "p50 ms", "p99 ms", "cold", "started")
+    cols = ("app", "calls", "SLA viol.", "cost", "per 1000", "p50 ms", "p99 ms", "cold", "started")
     for col in cols:
-        t.add_column(col, justify="left" if col == "app" else "right")
+        t.add_column(col, justify="left" if col == "app" else "right", no_wrap=col == "app")
     for a in report.apps:
         g, c = a.gateway, a.client
         t.add_row(
             a.app,
             str(g.invocations) if g else "?",
             f"{g.violation_ratio:.1%}" if g else "?",
-            f"{g.cost:.6f}" if g else "?",
-            f"{g.cost_per_1000:.5f}" if g else "?",
-            f"{c.p50_ms:.0f}",
-            f"{c.p99_ms:.0f}",
-            str(c.cold),
+            f"{g.cost:.3g}" if g else "?",
+            f"{g.cost_per_1000:.3g}" if g else "?",
+            _ms(g.p50_ms if g else None),
+            _ms(g.p99_ms if g else None),
+            str(g.cold_invocations) if g else "?",
             str(g.instances_started) if g else "?",
         )
     console.print(t)
-    ct = Table(title="client view")
-    for col in (
-        "app",
-        "row",
-        "minutes",
-        "scheduled",
-        "sent",
-        "ok",
-        "failed",
-        "not sent",
-        "late",
-        "late p99 ms",
-    ):
-        ct.add_column(col)
+    ct = Table(title="client view (trace row, first minute + minutes; late: sends over the threshold)")
+    for col in ("app", "row", "window", "scheduled", "sent", "ok", "failed", "not sent", "late", "late p99"):
+        ct.add_column(col, no_wrap=col == "app")
     for a in report.apps:
         c = a.client
         ct.add_row(
             a.app,
-            f"{a.row[:10]}…",
+            a.row[:8],
             f"{a.start_minute}+{a.minutes}",
             str(c.scheduled),
             str(c.sent),
@@ -228,12 +220,12 @@ def render(report: replay.ReplayReport) -> None:
             ", ".join(f"{k} {v}" for k, v in c.failed.items()) or "0",
             str(c.not_sent),
             f"{c.lateness.late}",
-            f"{c.lateness.p99_s * 1000:.0f}",
+            f"{c.lateness.p99_s * 1000:.0f} ms",
         )
     console.print(ct)
     console.print(
-        "cost, violations, instances started: the gateway's cost report for the window; "
-        "p50/p99 and cold: the gateway-measured latencies of the answers the client got."
+        "From the gateway: cost, violations, cold invocations and instances started over the window "
+        "(GetCostReport); p50/p99 over a window ending at the report (GetStatus)."
     )
     if report.slipped:
         worst = max(a.client.lateness.max_s for a in report.apps)
@@ -299,7 +291,6 @@ def replay_cmd(
                 seed,
                 timeout,
                 late_threshold,
-                plot is not None,
                 not as_json,
             )
         )
@@ -308,7 +299,7 @@ def replay_cmd(
         raise
     sim_doc = compare_with_sim(done) if compare_sim else None
     if plot is not None:
-        replay.plot_timeline(done.outcomes, done.bucket_costs, slot_seconds, done.sla_s, plot)
+        replay.plot_timeline(done.report, done.outcomes, done.sla_s, plot)
     if as_json:
         doc = done.report.to_dict()
         if sim_doc is not None:
@@ -334,7 +325,6 @@ async def _replay_cli(
     seed: int,
     timeout: float,
     late_threshold: float,
-    with_buckets: bool,
     show_progress: bool,
 ) -> Replayed:
     async with grpc.aio.insecure_channel(address) as channel:
@@ -352,7 +342,6 @@ async def _replay_cli(
         seed=seed,
         timeout_s=timeout,
         late_threshold_s=late_threshold,
-        with_buckets=with_buckets,
         show_progress=show_progress,
     )
 
