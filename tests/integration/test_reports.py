@@ -14,6 +14,8 @@ from typing import Any
 import grpc
 import pytest
 import redis
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from smiless import appspec, tensors, zoo
 from smiless.cli.stack import LocalStack
@@ -75,7 +77,7 @@ def invoked(stack: LocalStack, gw: gateway_pb2_grpc.GatewayStub) -> float:
 
 def _independent_total(redis_url: str, since: float, until: float) -> tuple[float, dict[str, float]]:
     """Σ clip(lifetime, [since, until]) × price / 3600, read straight from the lifetimes hash."""
-    total, by_app = 0.0, {}
+    total, by_app = 0.0, dict[str, float]()
     with redis.Redis.from_url(redis_url) as r:
         for raw in r.hgetall("smiless:lifetimes").values():
             inst = common_pb2.Instance.FromString(raw)
@@ -184,7 +186,7 @@ def test_status_windows_plan_and_instances(stack: LocalStack, invoked: float) ->
     [
         (
             "GetStatus",
-            gateway_pb2.GetStatusRequest(windows=[{"seconds": -1}]),
+            gateway_pb2.GetStatusRequest(windows=[Duration(seconds=-1)]),
             "INVALID_ARGUMENT",
             "windows[0]",
         ),
@@ -193,7 +195,7 @@ def test_status_windows_plan_and_instances(stack: LocalStack, invoked: float) ->
         (
             "GetCostReport",
             gateway_pb2.GetCostReportRequest(
-                start={"seconds": 2_000_000_000}, end={"seconds": 1_000_000_000}
+                start=Timestamp(seconds=2_000_000_000), end=Timestamp(seconds=1_000_000_000)
             ),
             "INVALID_ARGUMENT",
             "end",
@@ -201,7 +203,9 @@ def test_status_windows_plan_and_instances(stack: LocalStack, invoked: float) ->
         (
             "GetCostReport",
             gateway_pb2.GetCostReportRequest(
-                start={"seconds": 1_000_000_000}, end={"seconds": 1_000_086_400}, step={"nanos": 1_000_000}
+                start=Timestamp(seconds=1_000_000_000),
+                end=Timestamp(seconds=1_000_086_400),
+                step=Duration(nanos=1_000_000),
             ),
             "INVALID_ARGUMENT",
             "step",
