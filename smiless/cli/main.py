@@ -207,11 +207,24 @@ def up(
 def health(
     address: Annotated[str, typer.Argument(help="host:port of any smiless service or worker.")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 2.0,
+    tls: Annotated[
+        bool, typer.Option("--tls", help="Over TLS (a gateway with SMILESS_TLS_CERT; roots: SMILESS_TLS_CA).")
+    ] = False,
 ) -> None:
     """Exit 0 when the standard gRPC health check says SERVING (for container health checks)."""
+    from smiless import security
     from smiless.cli.stack import health_status
 
-    state = health_status(address, timeout)
+    try:
+        creds = security.channel_credentials(Settings()) if tls else None
+    except security.SecurityConfigError as exc:
+        fail(str(exc))
+        raise
+    if tls and creds is None:
+        fail(
+            "--tls: set SMILESS_TLS_CA (or SMILESS_TLS_CERT) to the roots that sign the gateway's certificate"
+        )
+    state = health_status(address, timeout, creds)
     console.print(f"{address}: {state}")
     if state != "SERVING":
         raise typer.Exit(1)

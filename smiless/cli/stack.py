@@ -35,9 +35,13 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def health_status(address: str, timeout: float = 1.0) -> str:
-    """SERVING / NOT_SERVING / UNREACHABLE for the standard health check at `address`."""
-    with grpc.insecure_channel(address) as ch:
+def health_status(
+    address: str, timeout: float = 1.0, credentials: grpc.ChannelCredentials | None = None
+) -> str:
+    """SERVING / NOT_SERVING / UNREACHABLE for the standard health check at `address`
+    (over TLS with `credentials`: a gateway that serves TLS)."""
+    channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+    with channel as ch:
         try:
             resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
         except grpc.RpcError:
@@ -66,6 +70,24 @@ def start_redis(data_dir: Path, port: int | None = None) -> tuple[subprocess.Pop
             raise StackError(f"redis-server did not start; see {data_dir / 'redis.log'}")
         time.sleep(0.05)
     return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def _gateway_credentials(env: dict[str, str]) -> grpc.ChannelCredentials | None:
+    """TLS credentials for the gateway the stack starts with `env` (None: plaintext)."""
+    from smiless import security
+    from smiless.config import Settings
+
+    if not env.get("SMILESS_TLS_CERT") or not env.get("SMILESS_TLS_KEY"):
+        return None
+    fields = {
+        k: env[f"SMILESS_{k.upper()}"]
+        for k in ("tls_cert", "tls_key", "tls_ca")
+        if env.get(f"SMILESS_{k.upper()}")
+    }
+    try:
+        return security.channel_credentials(Settings.model_validate(fields))
+    except security.SecurityConfigError as exc:
+        raise StackError(str(exc)) from exc
 
 
 @dataclass
@@ -110,6 +132,7 @@ class LocalStack:
                 )
         deadline = time.time() + timeout_s
         pending = set(SERVICE_NAMES)
+        creds = {"gateway": _gateway_credentials(env)}
         while pending:
             for name in list(pending):
                 proc = self.procs[name]
@@ -117,7 +140,7 @@ class LocalStack:
                     tail = self.log_path(name).read_text(errors="replace").strip().splitlines()[-3:]
                     self.stop()
                     raise StackError(f"{name} exited with code {proc.returncode}: {' | '.join(tail)}")
-                if health_status(self.addresses[name], 0.5) == "SERVING":
+                if health_status(self.addresses[name], 0.5, creds.get(name)) == "SERVING":
                     pending.discard(name)
             if pending and time.time() > deadline:
                 self.stop()

@@ -218,6 +218,13 @@ def test_tls_with_a_self_signed_certificate(redis_url: str, tmp_path: Path) -> N
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "[]"
+
+        def health(*flags: str) -> int:
+            cmd = [sys.executable, "-m", "smiless", "health", gw.address, *flags]
+            return subprocess.run(cmd, env=env, capture_output=True, timeout=60).returncode
+
+        assert health("--tls") == 0, "container probes reach a TLS gateway with --tls"
+        assert health() == 1
     finally:
         _stop(gw)
 
