@@ -1,0 +1,417 @@
+"""The gateway's data path against the real stack: real Redis, real gRPC, real worker
+processes (the process backend). Faults are provoked for real: workers are SIGKILLed,
+Redis and the optimizer are stopped.
+
+Where a test needs a second instance of a function it starts a real worker itself and
+registers it with `Store.put_instance`, which is what the optimizer's controller does when
+it scales out; the gateway learns about it only through the registry's notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from smiless import appspec, tensors, zoo
+from smiless.backends.process import ProcessBackend
+from smiless.bench.gateway import worker_pids
+from smiless.catalogue import load_catalogue
+from smiless.cli.stack import LocalStack, free_port, start_redis
+from smiless.config import SERVICE_NAMES
+from smiless.protoutil import set_seconds
+from smiless.store import Store
+from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, optimizer_pb2, worker_pb2, worker_pb2_grpc
+
+MLP = zoo.MODELS["tiny-mlp"]
+
+
+def chain(name: str, stages: int = 3, model: str = "tiny-mlp", sla_s: float = 1.0) -> appspec.AppSpec:
+    names = [f"f{i}" for i in range(stages)]
+    return appspec.AppSpec(
+        name,
+        sla_s,
+        tuple(appspec.FunctionSpec(n, model) for n in names),
+        tuple(itertools.pairwise(names)),
+    )
+
+
+def mlp_input(seed: int = 0) -> common_pb2.Tensor:
+    return tensors.to_proto(MLP.example_input(seed=seed))
+
+
+@dataclass
+class Outcome:
+    code: grpc.StatusCode
+    message: str
+    response: gateway_pb2.InvokeResponse | None
+    seconds: float
+
+
+async def invoke(
+    gw: gateway_pb2_grpc.GatewayStub, app: str, x: common_pb2.Tensor, timeout: float = 30.0
+) -> Outcome:
+    t0 = time.monotonic()
+    try:
+        resp = await gw.Invoke(gateway_pb2.InvokeRequest(app=app, input=x), timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        return Outcome(exc.code(), exc.details() or "", None, time.monotonic() - t0)
+    return Outcome(grpc.StatusCode.OK, "", resp, time.monotonic() - t0)
+
+
+async def closed_loop(
+    gw: gateway_pb2_grpc.GatewayStub,
+    app: str,
+    clients: int,
+    duration_s: float,
+    during: Callable[[], Awaitable[None]] | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, list[Outcome]]:
+    """(invocations sent, outcomes): every client sends, waits for the answer, sends again."""
+    sent = 0
+    outcomes: list[Outcome] = []
+    stop_at = time.monotonic() + duration_s
+
+    async def client(k: int) -> None:
+        nonlocal sent
+        i = 0
+        while time.monotonic() < stop_at:
+            sent += 1
+            outcomes.append(await invoke(gw, app, mlp_input(k * 10_000 + i), timeout))
+            i += 1
+
+    jobs: list[Awaitable[None]] = [client(k) for k in range(clients)]
+    if during is not None:
+        jobs.append(during())
+    # Nothing may hang: the whole run ends within the call timeout past its duration.
+    await asyncio.wait_for(asyncio.gather(*jobs), duration_s + timeout + 10)
+    return sent, outcomes
+
+
+@pytest.fixture
+async def gw(stack: LocalStack) -> AsyncIterator[gateway_pb2_grpc.GatewayStub]:
+    async with grpc.aio.insecure_channel(stack.addresses["gateway"]) as ch:
+        yield gateway_pb2_grpc.GatewayStub(ch)
+
+
+@pytest.fixture
+async def store(stack: LocalStack) -> AsyncIterator[Store]:
+    s = Store(str(stack.redis_url))
+    yield s
+    await s.close()
+
+
+async def register(gw: gateway_pb2_grpc.GatewayStub, spec: appspec.AppSpec) -> None:
+    await gw.RegisterApp(gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True), timeout=10)
+
+
+async def app_instances(store: Store, app: str) -> list[common_pb2.Instance]:
+    return [i for i in await store.list_instances() if i.app == app]
+
+
+class ExtraWorker:
+    """A second real instance of a function, registered the way the controller does it."""
+
+    def __init__(self, store: Store, app: str, function: str) -> None:
+        self.store = store
+        self.backend = ProcessBackend("127.0.0.1", 120, 5)
+        self.inst = common_pb2.Instance(
+            id=f"{app}-{function}-extra-{os.getpid()}-{free_port()}",
+            app=app,
+            function=function,
+            model="tiny-mlp",
+            config="cpu-1",
+            backend="process",
+            state=common_pb2.INSTANCE_STATE_STARTING,
+            price_per_hour=0.034,
+        )
+
+    async def start(self) -> common_pb2.Instance:
+        set_seconds(self.inst.started_at, time.time())
+        started = await self.backend.start(self.inst.id, "tiny-mlp", load_catalogue(None)["cpu-1"])
+        self.inst.address = started.address
+        self.inst.state = common_pb2.INSTANCE_STATE_READY
+        set_seconds(self.inst.ready_at, time.time())
+        await self.store.put_instance(self.inst)
+        return self.inst
+
+    async def stop(self) -> None:
+        self.inst.state = common_pb2.INSTANCE_STATE_STOPPED
+        set_seconds(self.inst.stopped_at, time.time())
+        await self.store.put_instance(self.inst)
+        await self.backend.stop(self.inst.id)
+        await self.backend.close()
+
+
+def kill_worker(address: str) -> None:
+    pids = worker_pids({int(address.rsplit(":", 1)[1])})
+    assert pids, f"no worker process listens on {address}"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
+# --- bad input --------------------------------------------------------------------------
+async def test_unknown_app_and_bad_input_touch_no_instance(
+    gw: gateway_pb2_grpc.GatewayStub, store: Store
+) -> None:
+    await register(gw, chain("gw-bad-input"))
+    assert (await invoke(gw, "gw-no-such-app", mlp_input())).code == grpc.StatusCode.NOT_FOUND
+    cases = {
+        "wrong shape": tensors.to_proto(np.zeros((3, 4), dtype=np.float32)),
+        "wrong dtype": tensors.to_proto(np.zeros(16, dtype=np.int64)),
+        "short data": common_pb2.Tensor(dtype=common_pb2.DATA_TYPE_FLOAT32, shape=[16], data=b"\0" * 8),
+    }
+    for case, x in cases.items():
+        out = await invoke(gw, "gw-bad-input", x)
+        assert out.code == grpc.StatusCode.INVALID_ARGUMENT, case
+        assert out.message.startswith("input:"), out.message
+    req = gateway_pb2.InvokeRequest(app="gw-bad-input", input=mlp_input())
+    req.timeout.FromNanoseconds(-1_000_000)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await gw.Invoke(req, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (info.value.details() or "").startswith("timeout:")
+    assert await app_instances(store, "gw-bad-input") == [], "no instance was started for bad input"
+
+
+# --- deadlines --------------------------------------------------------------------------
+async def test_deadline_exceeded_names_the_stage(gw: gateway_pb2_grpc.GatewayStub) -> None:
+    spec = appspec.AppSpec("gw-deadline", 5.0, (appspec.FunctionSpec("gen", "textgeneration"),))
+    await register(gw, spec)
+    tokens = tensors.to_proto(zoo.MODELS["textgeneration"].example_input(seed=3, length=100))
+    # Cold: the instance needs seconds to start; a 0.3 s limit runs out waiting for it.
+    req = gateway_pb2.InvokeRequest(app="gw-deadline", input=tokens)
+    set_seconds(req.timeout, 0.3)
+    t0 = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await gw.Invoke(req, timeout=30)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert (info.value.details() or "").startswith("stage gen:"), info.value.details()
+    assert time.monotonic() - t0 < 2.0, "the gateway answers at the deadline, not later"
+    # Warm now (the instance kept starting); 16 decoding passes take longer than 2 ms.
+    await gw.Invoke(gateway_pb2.InvokeRequest(app="gw-deadline", input=tokens), timeout=120)
+    set_seconds(req.timeout, 0.002)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await gw.Invoke(req, timeout=30)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert (info.value.details() or "").startswith("stage gen:"), info.value.details()
+    # The call's own gRPC deadline counts the same way, and the gateway's answer names the stage.
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await gw.Invoke(gateway_pb2.InvokeRequest(app="gw-deadline", input=tokens), timeout=0.005)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+# --- routing over several instances, registry notifications, a worker killed -----------
+async def test_scale_out_is_used_and_a_killed_worker_loses_nothing(
+    gw: gateway_pb2_grpc.GatewayStub, store: Store
+) -> None:
+    app = "gw-scaled"
+    await register(gw, chain(app))
+    first = await invoke(gw, app, mlp_input(), timeout=180)
+    assert first.response is not None, first.message
+    own = {s.function: s.instance_id for s in first.response.stages}
+    extra = ExtraWorker(store, app, "f1")
+    added = await extra.start()
+    try:
+        # The gateway hears of the new instance through the registry's notifications.
+        sent, outcomes = await closed_loop(gw, app, clients=8, duration_s=2.0)
+        assert len(outcomes) == sent and all(o.code == grpc.StatusCode.OK for o in outcomes)
+        used = {
+            s.instance_id for o in outcomes if o.response for s in o.response.stages if s.function == "f1"
+        }
+        assert used == {own["f1"], added.id}, "both instances of f1 serve (least outstanding)"
+
+        # Kill the optimizer's f1 worker mid-load: every invocation ends, with a result or a status.
+        by_id = {i.id: i for i in await app_instances(store, app)}
+        victim = by_id[own["f1"]]
+
+        async def kill_later() -> None:
+            await asyncio.sleep(1.0)
+            kill_worker(victim.address)
+
+        sent, outcomes = await closed_loop(gw, app, clients=8, duration_s=3.0, during=kill_later)
+        assert len(outcomes) == sent, "every invocation is accounted for"
+        codes = {o.code for o in outcomes}
+        assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, codes
+        ok = [o for o in outcomes if o.code == grpc.StatusCode.OK]
+        assert len(ok) >= 0.9 * sent, f"{sent - len(ok)} of {sent} failed: the retry on another instance"
+        late = [o for o in ok if o.response and any(s.instance_id == added.id for s in o.response.stages)]
+        assert late, "the surviving instance kept serving"
+        assert max(o.seconds for o in outcomes) < 10, "nothing hung"
+        # The optimizer noticed the death; the registry no longer lists the victim.
+        deadline = time.monotonic() + 10
+        while victim.id in {i.id for i in await app_instances(store, app)}:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+    finally:
+        await extra.stop()
+    # Stopped: the gateway stops routing to it (notification), a new instance serves f1.
+    await asyncio.sleep(0.3)
+    after = await invoke(gw, app, mlp_input(), timeout=180)
+    assert after.response is not None, after.message
+    f1 = next(s for s in after.response.stages if s.function == "f1")
+    assert f1.instance_id not in (added.id, victim.id)
+
+
+# --- batching ---------------------------------------------------------------------------
+async def test_planned_batches_split_back_per_request(gw: gateway_pb2_grpc.GatewayStub, store: Store) -> None:
+    app = "gw-batched"
+    await register(gw, chain(app, stages=2, sla_s=2.0))
+    warm = await invoke(gw, app, mlp_input(), timeout=180)
+    assert warm.response is not None, warm.message
+    plan = optimizer_pb2.AppPlan(app=app, feasible=True)
+    for f in ("f0", "f1"):
+        fp = plan.functions.add(function=f, config="cpu-1", batch_size=4, instances=1)
+        set_seconds(fp.latency, 0.005)
+    await store.put_plan(plan)  # what the optimizer stores; the gateway reloads plans each second
+    await asyncio.sleep(1.5)
+    xs = [MLP.example_input(seed=100 + i) for i in range(16)]
+    outs = await asyncio.gather(*(invoke(gw, app, tensors.to_proto(x)) for x in xs))
+    assert all(o.response is not None for o in outs), [o.message for o in outs]
+    sizes = [s.batch_size for o in outs if o.response for s in o.response.stages]
+    assert max(sizes) > 1 and max(sizes) <= 4, sizes
+    # Each request got its own result: the chain computed directly on the workers, one by one.
+    by_id = {i.id: i for i in await app_instances(store, app)}
+    stages = {s.function: by_id[s.instance_id].address for s in warm.response.stages}
+    async with (
+        grpc.aio.insecure_channel(stages["f0"]) as c0,
+        grpc.aio.insecure_channel(stages["f1"]) as c1,
+    ):
+        w0, w1 = worker_pb2_grpc.WorkerStub(c0), worker_pb2_grpc.WorkerStub(c1)
+        for x, o in zip(xs, outs, strict=True):
+            assert o.response is not None
+            mid = (await w0.Infer(worker_pb2.InferRequest(inputs=[tensors.to_proto(x)]), timeout=10)).outputs[
+                0
+            ]
+            want = tensors.from_proto(
+                (await w1.Infer(worker_pb2.InferRequest(inputs=[mid]), timeout=10)).outputs[0]
+            )
+            got = tensors.from_proto(o.response.outputs["f1"])
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    await store.put_plan(optimizer_pb2.AppPlan(app=app))  # back to unbatched
+
+
+# --- streaming --------------------------------------------------------------------------
+async def test_invoke_stream_answers_each_request(gw: gateway_pb2_grpc.GatewayStub) -> None:
+    app = "gw-stream"
+    await register(gw, chain(app))
+    assert (await invoke(gw, app, mlp_input(), timeout=180)).code == grpc.StatusCode.OK
+    bad = tensors.to_proto(np.zeros(3, dtype=np.float32))
+    requests = []
+    for i in range(40):
+        if i == 7:
+            inv = gateway_pb2.InvokeRequest(app=app, input=bad, request_id="bad-input")
+        elif i == 11:
+            inv = gateway_pb2.InvokeRequest(app="gw-nope", input=mlp_input(), request_id="bad-app")
+        else:
+            inv = gateway_pb2.InvokeRequest(app=app, input=mlp_input(i))
+        requests.append(gateway_pb2.InvokeStreamRequest(invocation=inv))
+    answers = [a async for a in gw.InvokeStream(iter(requests), timeout=60)]
+    assert sorted(a.index for a in answers) == list(range(40))
+    by_index = {a.index: a for a in answers}
+    assert by_index[7].code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert by_index[7].request_id == "bad-input" and by_index[7].message.startswith("input:")
+    assert by_index[11].code == grpc.StatusCode.NOT_FOUND.value[0]
+    good = [a for a in answers if a.index not in (7, 11)]
+    assert all(a.code == 0 and set(a.response.outputs) == {"f2"} for a in good)
+    assert len({a.request_id for a in good}) == 38, "every invocation got its own id"
+
+
+# --- Redis down, optimizer down: a stack of their own ----------------------------------
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    s = LocalStack(
+        tmp_path_factory.mktemp("faults"),
+        ports={n: free_port() for n in SERVICE_NAMES},
+        extra_env={"SMILESS_RECORD_BUFFER": "20", "SMILESS_REDIS_TIMEOUT_S": "0.5"},
+    )
+    s.start()
+    yield s
+    s.stop()
+
+
+async def test_redis_down_keeps_serving_and_bounds_recording(fault_stack: LocalStack) -> None:
+    app = "gw-redis-down"
+    redis_port = int(str(fault_stack.redis_url).rsplit(":", 1)[1].split("/")[0])
+    async with grpc.aio.insecure_channel(fault_stack.addresses["gateway"]) as ch:
+        gw = gateway_pb2_grpc.GatewayStub(ch)
+        await register(gw, chain(app))
+        assert (await invoke(gw, app, mlp_input(), timeout=180)).code == grpc.StatusCode.OK
+        await asyncio.sleep(0.6)  # the recorder flushed what it had
+        fault_stack.procs["redis"].terminate()
+        fault_stack.procs["redis"].wait(10)
+        outage_start = time.time()
+        try:
+            n = 40
+            outs = [await invoke(gw, app, mlp_input(i), timeout=10) for i in range(n)]
+            assert [o.code for o in outs] == [grpc.StatusCode.OK] * n, [o.message for o in outs if o.message]
+            assert all(not o.response.cold for o in outs if o.response)
+            status = await gw.GetStatus(gateway_pb2.GetStatusRequest(), timeout=10)
+            assert status.degraded
+            assert any(r.startswith("redis:") for r in status.degraded_reasons), status.degraded_reasons
+            assert status.records_dropped >= n - 20, "beyond the bound, records are dropped and counted"
+            assert 0 < status.records_buffered <= 3 * 20
+            assert app in {a.name for a in status.apps}, "apps come from the cache"
+        finally:
+            fault_stack.procs["redis"], _ = start_redis(fault_stack.data_dir / "redis", redis_port)
+        outage_end = time.time()
+        # Redis is back: the buffered records (the last 20 invocations) are written.
+        store = Store(str(fault_stack.redis_url))
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                during = await store.invocations(app, outage_start, outage_end)
+                if len(during) >= 20 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert len(during) == 20, "the bound's worth of outage records survives"
+        finally:
+            await store.close()
+        deadline = time.monotonic() + 15
+        while (await gw.GetStatus(gateway_pb2.GetStatusRequest(), timeout=10)).records_buffered:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+
+
+async def test_optimizer_down_warm_paths_continue_cold_paths_fail_fast(fault_stack: LocalStack) -> None:
+    async with grpc.aio.insecure_channel(fault_stack.addresses["gateway"]) as ch:
+        gw = gateway_pb2_grpc.GatewayStub(ch)
+        await register(gw, chain("gw-opt-warm"))
+        await register(gw, chain("gw-opt-cold", stages=1))
+        first = await invoke(gw, "gw-opt-warm", mlp_input(), timeout=180)
+        assert first.response is not None, first.message
+        store = Store(str(fault_stack.redis_url))
+        try:
+            addresses = [i.address for i in await store.list_instances()]
+        finally:
+            await store.close()
+        optimizer = fault_stack.procs["optimizer"]
+        optimizer.kill()  # its workers (own sessions) live on
+        optimizer.wait(10)
+        try:
+            outs = [await invoke(gw, "gw-opt-warm", mlp_input(i), timeout=10) for i in range(20)]
+            assert [o.code for o in outs] == [grpc.StatusCode.OK] * 20, [o.message for o in outs]
+            t0 = time.monotonic()
+            cold = await invoke(gw, "gw-opt-cold", mlp_input(), timeout=30)
+            assert cold.code == grpc.StatusCode.UNAVAILABLE, cold
+            assert cold.message.startswith("stage f0:") and "optimizer" in cold.message
+            assert time.monotonic() - t0 < 2.0, "fails fast"
+        finally:
+            for a in addresses:  # the orphaned workers of the killed optimizer
+                for pid in worker_pids({int(a.rsplit(":", 1)[1])}):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def test_fault_stack_logs_are_clean(fault_stack: LocalStack) -> None:
+    """No traceback in the gateway's log: faults are answered, never crashes."""
+    text = Path(fault_stack.log_path("gateway")).read_text(errors="replace")
+    assert "Traceback" not in text, text[-3000:]
