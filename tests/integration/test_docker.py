@@ -11,14 +11,17 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from smiless import tensors, zoo
-from smiless.backends.base import BackendError
+from smiless.backends.base import BackendError, ModelError
 from smiless.catalogue import load_catalogue
 from smiless.v1 import worker_pb2, worker_pb2_grpc
+from tests.torchscript_models import Affine, Busy, save
 
 IMAGE = os.environ.get("SMILESS_WORKER_IMAGE", "smiless-worker:latest")
 
@@ -119,4 +122,79 @@ async def test_many_live_containers_do_not_starve_the_backend(backend: DockerBac
     extra = await asyncio.wait_for(backend.start("test-many-extra", "tiny-mlp", cfg), timeout=120)
     assert extra.address
     await backend.close()
+    assert _smiless_containers() == []
+
+
+# --- user models, bad models, faults mid-request ------------------------------------------------
+
+
+async def test_user_model_is_mounted_read_only_and_served(backend: DockerBackend, tmp_path: Path) -> None:
+    path = tmp_path / "affine.pt"
+    name = save(Affine(), path, max_batch=8)
+    w = await backend.start("test-user", name, load_catalogue()["cpu-1"])
+    container = backend.containers[w.instance_id]
+    container.reload()
+    mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+    assert mounts[str(path)]["RW"] is False, "the model file is mounted read-only"
+    xs = [np.arange(4, dtype=np.float32) * i for i in range(3)]
+    async with grpc.aio.insecure_channel(w.address) as ch:
+        stub = worker_pb2_grpc.WorkerStub(ch)
+        resp = await stub.Infer(worker_pb2.InferRequest(inputs=[tensors.to_proto(x) for x in xs]), timeout=30)
+        for x, out in zip(xs, resp.outputs, strict=True):
+            np.testing.assert_allclose(tensors.from_proto(out), 2 * x + 1)
+        for req, message in [
+            (worker_pb2.InferRequest(inputs=[tensors.to_proto(xs[0])] * 9), "exceeds max_batch 8"),
+            (worker_pb2.InferRequest(inputs=[tensors.to_proto(np.zeros((2, 4), np.float32))]), "inputs[0]"),
+        ]:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Infer(req, timeout=30)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert message in (info.value.details() or "")
+        assert len((await stub.Infer(worker_pb2.InferRequest(inputs=[tensors.to_proto(xs[1])]))).outputs) == 1
+    await backend.stop(w.instance_id)
+    assert _smiless_containers() == []
+
+
+async def test_model_file_the_worker_cannot_read_fails_the_start(
+    backend: DockerBackend, tmp_path: Path
+) -> None:
+    """Readable here (root) but not by the worker's uid inside the container: the worker
+    exits at start naming the problem, and nothing is left behind."""
+    path = tmp_path / "private.pt"
+    name = save(Affine(), path)
+    path.chmod(0o600)
+    with pytest.raises(BackendError, match=r"cannot read TorchScript file.*Permission denied"):
+        await backend.start("test-private", name, load_catalogue()["cpu-1"])
+    assert _smiless_containers() == []
+
+
+async def test_bad_model_is_refused_before_a_container_exists(backend: DockerBackend) -> None:
+    for model, message in [
+        ("no-such-model", "model: unknown model 'no-such-model'"),
+        ("torchscript:/nonexistent/model.pt", "model: cannot read TorchScript file"),
+    ]:
+        with pytest.raises(ModelError, match=message):
+            await backend.start("test-bad", model, load_catalogue()["cpu-1"])
+    assert _smiless_containers() == []
+
+
+async def test_container_dying_mid_request_is_noticed_within_a_second(
+    backend: DockerBackend, tmp_path: Path
+) -> None:
+    w = await backend.start("test-busy", save(Busy(), tmp_path / "busy.pt"), load_catalogue()["cpu-1"])
+    forever = tensors.to_proto(np.full(4, 1e6, dtype=np.float32))
+    async with grpc.aio.insecure_channel(w.address) as ch:
+        call = asyncio.ensure_future(
+            worker_pb2_grpc.WorkerStub(ch).Infer(worker_pb2.InferRequest(inputs=[forever]))
+        )
+        await asyncio.sleep(0.5)
+        assert not call.done(), "the request is in flight"
+        killed = time.monotonic()
+        await asyncio.to_thread(backend.containers[w.instance_id].kill)
+        code = await asyncio.wait_for(backend.wait_exit(w.instance_id), timeout=1.0)
+        assert code != 0 and time.monotonic() - killed < 1.0
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await asyncio.wait_for(call, timeout=2.0)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    await backend.stop(w.instance_id)
     assert _smiless_containers() == []
