@@ -21,8 +21,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from smiless.backends.base import AdoptedWorker, BackendError, ExitWatch, StartedWorker, check_model
-from smiless.catalogue import HardwareConfig
+from smiless.catalogue import HardwareConfig, Kind
 from smiless.v1 import worker_pb2, worker_pb2_grpc
+
+
+def host_has_gpu() -> bool:
+    """An NVIDIA device node: what a GPU config's worker process needs (no torch import)."""
+    return Path("/dev/nvidiactl").exists()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -90,6 +95,8 @@ class ProcessBackend(ExitWatch):
 
     async def start(self, instance_id: str, model: str, config: HardwareConfig) -> StartedWorker:
         check_model(model)  # a TorchScript model's path travels in the name: --model torchscript:/p
+        if config.kind is Kind.GPU and not host_has_gpu():
+            raise BackendError(f"{config.name} needs a GPU, but this machine has none (no /dev/nvidiactl)")
         port = free_port(self.host)
         address = f"{self.host}:{port}"
         spawned = time.time()
@@ -98,6 +105,8 @@ class ProcessBackend(ExitWatch):
             "SMILESS_WORKER_SPAWNED_AT": f"{spawned:.6f}",
             "OMP_NUM_THREADS": str(max(1, math.floor(config.cores))),
         }
+        if config.kind is Kind.GPU:
+            env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = f"{config.gpu_share:g}"
         log = open(self.log_dir / f"{instance_id}.log", "wb")  # noqa: SIM115 - owned by the child
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -19,7 +19,7 @@ import pytest
 
 from smiless import tensors, zoo
 from smiless.backends.base import BackendError, ModelError, StartedWorker
-from smiless.backends.process import ProcessBackend
+from smiless.backends.process import ProcessBackend, host_has_gpu
 from smiless.catalogue import load_catalogue
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from tests.torchscript_models import VEC, Affine, Busy, WrongShape, save
@@ -201,3 +201,11 @@ async def test_worker_dying_mid_request_fails_the_call_and_is_noticed(
             await asyncio.wait_for(call, timeout=1.0)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert time.monotonic() - killed < 1.5
+
+
+async def test_gpu_config_refused_on_a_machine_without_gpu(backend: ProcessBackend) -> None:
+    if host_has_gpu():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(BackendError, match="gpu-10 needs a GPU, but this machine has none"):
+        await backend.start("test-gpu", "tiny-mlp", load_catalogue()["gpu-10"])
+    assert backend.procs == {}
