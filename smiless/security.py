@@ -175,3 +175,49 @@ def gateway_channel(
     )
     token = client_token(settings)
     return grpc.intercept_channel(channel, BearerInterceptor(token)) if token else channel
+
+
+class _AioBearer:
+    """Adds `authorization: Bearer <token>` to the calls of a grpc.aio channel. grpc.aio files
+    an interceptor under its first matching kind only, so each kind gets its own subclass."""
+
+    def __init__(self, token: str) -> None:
+        self.header = (AUTH_KEY, f"Bearer {token}")
+
+    def _details(self, d: Any) -> Any:
+        metadata = grpc.aio.Metadata(*(d.metadata or ()), self.header)
+        return grpc.aio.ClientCallDetails(d.method, d.timeout, metadata, d.credentials, d.wait_for_ready)
+
+
+class _AioUnaryUnary(_AioBearer, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _AioUnaryStream(_AioBearer, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _AioStreamUnary(_AioBearer, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+class _AioStreamStream(_AioBearer, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+def gateway_aio_channel(
+    settings: Settings, address: str, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.aio.Channel:
+    """A grpc.aio channel to the gateway with TLS and the token as configured (for load
+    generators: without a token configured it is a plain channel, no interceptor cost)."""
+    creds = channel_credentials(settings)
+    token = client_token(settings)
+    kinds = (_AioUnaryUnary, _AioUnaryStream, _AioStreamUnary, _AioStreamStream)
+    interceptors = [k(token) for k in kinds] if token else None
+    if creds is not None:
+        return grpc.aio.secure_channel(address, creds, options=options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)

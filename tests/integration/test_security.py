@@ -245,3 +245,18 @@ def test_unreadable_certificate_is_one_clear_line(redis_url: str, tmp_path: Path
     assert proc.returncode == 2
     assert "tls_" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+async def test_aio_channel_carries_the_token(guarded: Gateway) -> None:
+    from pydantic import SecretStr
+
+    from smiless import security
+    from smiless.config import Settings
+
+    settings = Settings().model_copy(update={"api_token": SecretStr(API)})
+    async with security.gateway_aio_channel(settings, guarded.address) as ch:
+        stub = gateway_pb2_grpc.GatewayStub(ch)
+        assert (await stub.ListApps(gateway_pb2.ListAppsRequest(), timeout=10)).apps == []
+        req = gateway_pb2.InvokeStreamRequest(invocation=gateway_pb2.InvokeRequest(app="no-such-app"))
+        answers = [a async for a in stub.InvokeStream(iter([req]), timeout=10)]
+        assert [a.code for a in answers] == [grpc.StatusCode.NOT_FOUND.value[0]], "past auth, to the handler"
