@@ -26,7 +26,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
@@ -98,13 +98,6 @@ COLD_INVOCATIONS = Counter(
     "Answered invocations in which at least one stage met a cold instance.",
     ["app"],
 )
-RECORDS_DROPPED = Counter(
-    "smiless_records_dropped",
-    "Records (arrivals, invocations, stage latencies) the gateway dropped because Redis was "
-    "unreachable and its buffer was full.",
-    ["kind"],
-)
-
 # Failures that happen before the gateway knows the app exists: no per-app label for them.
 _NOT_PER_APP = frozenset(
     {
@@ -266,6 +259,48 @@ async def run_fleet(collector: FleetCollector, store: Store, interval: float) ->
         except Exception as exc:  # a lost Redis must not end the refresher
             logs.event(log, "fleet metrics refresh failed", logging.WARNING, error=str(exc))
         await asyncio.sleep(interval)
+
+
+# --- the gateway's recorder ----------------------------------------------------------------
+class RecorderState(Protocol):
+    dropped: int
+
+    @property
+    def buffered(self) -> int: ...
+
+
+class RecorderCollector(Collector):
+    """Records waiting for Redis and records dropped (buffer full while Redis was down), read
+    from the gateway's recorder at scrape time."""
+
+    def __init__(self) -> None:
+        self.recorder: RecorderState | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        rec = self.recorder
+        if rec is None:
+            return
+        dropped = CounterMetricFamily(
+            "smiless_records_dropped",
+            "Records (arrivals, invocations, stage latencies) dropped because Redis was down and "
+            "the gateway's buffer was full.",
+        )
+        dropped.add_metric([], rec.dropped)
+        yield dropped
+        buffered = GaugeMetricFamily("smiless_records_buffered", "Records waiting to be written to Redis.")
+        buffered.add_metric([], rec.buffered)
+        yield buffered
+
+
+_recorder = RecorderCollector()
+
+
+def watch_recorder(recorder: RecorderState) -> None:
+    """Export this recorder's counters (the last one given wins: one gateway per process)."""
+    if _recorder.recorder is None:
+        with contextlib.suppress(ValueError):
+            REGISTRY.register(_recorder)
+    _recorder.recorder = recorder
 
 
 # --- the endpoint ---------------------------------------------------------------------------

@@ -99,6 +99,9 @@ def test_gateway_metrics_move_with_invocations(stack: LocalStack, gw: gateway_pb
         assert moved("smiless_stage_latency_seconds_count", app=APP, stage=stage) == 5
     assert not any(dict(ls).get("app") == "no-such-app" for _, ls in after), "no label for unknown apps"
     assert value(after, "smiless_cold_stages_total", app=APP) >= 1, "the first call met cold instances"
+    assert ("smiless_records_dropped_total", frozenset()) in after, "the recorder's counters are exported"
+    assert value(after, "smiless_records_dropped_total") == 0
+    assert ("smiless_records_buffered", frozenset()) in after
 
 
 def test_optimizer_exports_instances_and_cost(stack: LocalStack, gw: gateway_pb2_grpc.GatewayStub) -> None:
@@ -129,16 +132,19 @@ def test_optimizer_exports_instances_and_cost(stack: LocalStack, gw: gateway_pb2
 
 
 def test_metrics_port_taken_is_one_clear_line(redis_url: str) -> None:
-    port = free_port()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        offset = busy.getsockname()[1] - port
-        if offset <= 0:
-            pytest.skip("the free ports came in an order that makes no positive offset")
+        taken = busy.getsockname()[1]
+        # a free gRPC port below the taken one, so that a positive offset lands on it
+        port = next((p for p in (free_port() for _ in range(50)) if p < taken), taken - 1000)
         proc = subprocess.run(
             [sys.executable, "-m", "smiless", "serve", "predictor", "--port", str(port)],
-            env={**os.environ, "SMILESS_REDIS_URL": redis_url, "SMILESS_METRICS_PORT_OFFSET": str(offset)},
+            env={
+                **os.environ,
+                "SMILESS_REDIS_URL": redis_url,
+                "SMILESS_METRICS_PORT_OFFSET": str(taken - port),
+            },
             capture_output=True,
             text=True,
             timeout=60,

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from smiless import appspec, logs
+from smiless import appspec, logs, metrics
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app
@@ -44,6 +44,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         return ["smiless.v1.Gateway"]
 
     async def start(self) -> None:
+        metrics.watch_recorder(self.recorder)
         self.recorder.start()
         await self.datapath.start()
 
