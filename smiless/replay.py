@@ -40,6 +40,8 @@ from smiless.v1 import gateway_pb2, gateway_pb2_grpc
 LATE_THRESHOLD_S = 0.1
 #: A replay slips when more than this fraction of its sends were late.
 SLIP_FRACTION = 0.01
+#: The call deadline exceeds the invocation's timeout by this, so the gateway answers first.
+CLIENT_GRACE_S = 5.0
 OK = "OK"
 NOT_SENT = "NOT_SENT"
 
@@ -441,8 +443,11 @@ class GatewayInvoker:
         req = gateway_pb2.InvokeRequest()
         req.CopyFrom(self.requests[s.app])
         req.request_id = f"replay-{self.run_id}-{s.seq}"
+        # The gateway enforces timeout_s itself (and records the failure); the call's own
+        # deadline is later so that the gateway, not the client, decides a slow invocation.
+        set_seconds(req.timeout, self.timeout_s)
         try:
-            resp = await self.stub.Invoke(req, timeout=self.timeout_s)
+            resp = await self.stub.Invoke(req, timeout=self.timeout_s + CLIENT_GRACE_S)
         except grpc.aio.AioRpcError as exc:
             return Result(exc.code().name)
         return Result(OK, get_seconds(resp.latency), resp.sla_met, resp.cold)
@@ -521,7 +526,7 @@ async def window_status(
     return resp
 
 
-def report_window_end(run: Run, schedule_s: float, margin_s: float = 0.5) -> float:
+def report_window_end(run: Run, schedule_s: float, margin_s: float = 1.0) -> float:
     """The report window closes after the last slot or the last answer, whichever is later,
     plus a margin for the gateway's buffered records (flushed every 0.2 s)."""
     return run.started_at + max(schedule_s, run.last_done_at) + margin_s

@@ -372,6 +372,7 @@ def invoke(
 
 # Sub-commands that live in their own modules register themselves on `app`.
 from smiless.cli import bench as _bench  # noqa: E402,F401
+from smiless.cli import demo as _demo  # noqa: E402,F401
 from smiless.cli import plan as _plan  # noqa: E402,F401
 from smiless.cli import predict as _predict  # noqa: E402,F401
 from smiless.cli import profile as _profile  # noqa: E402,F401

@@ -110,7 +110,7 @@ async def replay_apps(
     if len(set(apps)) != len(apps):
         raise ReplayError("--app: each app may be replayed once per run")
     schedule_s = replay.window_seconds(workloads, slot_seconds)
-    async with grpc.aio.insecure_channel(address, options=_message_options()) as channel:
+    async with _channel(address, _message_options()) as channel:
         await _ready(channel, address)
         stub = gateway_pb2_grpc.GatewayStub(channel)
         try:
@@ -170,6 +170,16 @@ async def replay_apps(
         run, workloads, slot_seconds, spread, end, costs, status_now if costs else None, late_threshold_s
     )
     return Replayed(report, run.outcomes, sla_s)
+
+
+def _channel(address: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+    """A grpc.aio channel to the gateway with TLS and the token as configured."""
+    from smiless import security
+
+    try:
+        return security.gateway_aio_channel(Settings(), address, options)
+    except security.SecurityConfigError as exc:
+        raise ReplayError(str(exc)) from exc
 
 
 def _message_options() -> list[tuple[str, Any]]:
@@ -327,7 +337,7 @@ async def _replay_cli(
     late_threshold: float,
     show_progress: bool,
 ) -> Replayed:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with _channel(address) as channel:
         await _ready(channel, address)
         try:
             names = await register_specs(gateway_pb2_grpc.GatewayStub(channel), apps)

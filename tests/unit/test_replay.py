@@ -148,7 +148,7 @@ def test_report_json_carries_the_derived_figures() -> None:
     assert doc["window_s"] == pytest.approx(1.5)
     assert doc["apps"][0]["client"]["not_sent"] == 1
     assert doc["apps"][0]["gateway"] is None
-    assert replay.report_window_end(run, schedule_s=1.0) == pytest.approx(1001.5)
+    assert replay.report_window_end(run, schedule_s=1.0, margin_s=0.5) == pytest.approx(1001.5)
 
 
 # --- the sender ------------------------------------------------------------------------------
