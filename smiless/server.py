@@ -204,6 +204,7 @@ class ShellInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         serializer = handler.response_serializer
         if handler.unary_unary is not None:
             uu = handler.unary_unary
+            is_invoke = method == metrics.INVOKE_METHOD
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 start, response, error = perf_counter(), None, None
@@ -216,8 +217,11 @@ class ShellInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     raise
                 finally:
                     code = finish(context, start, error)
-                    if recorder is not None:
-                        recorder.invoked(method, request, response, code)
+                    if is_invoke and recorder is not None:
+                        # per-app figures after the answer is on its way, not before
+                        asyncio.get_running_loop().call_soon(
+                            recorder.invoked, method, request, response, code
+                        )
 
             return grpc.unary_unary_rpc_method_handler(unary_unary, deserialize, serializer)
 
@@ -234,7 +238,7 @@ class ShellInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if inspect.isasyncgen(result) or hasattr(result, "__aiter__"):
                 async for message in result:
                     if tally is not None:
-                        tally.response(message)
+                        asyncio.get_running_loop().call_soon(tally.response, message)
                     yield message
             elif inspect.isawaitable(result):
                 await result
