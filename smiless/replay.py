@@ -345,6 +345,72 @@ class ReplayReport:
         return doc
 
 
+# --- fidelity: the measured report against the simulator's (pure) --------------------------
+#: Done-when of the replay issue: the measured cost within this of the simulated one ...
+COST_TOLERANCE = 0.20
+#: ... and the violation ratio within this many points (as a fraction).
+VIOLATION_TOLERANCE = 0.03
+
+
+@dataclass(frozen=True)
+class SimFigures:
+    """The simulator's figures for one app over a window as long as the measured one."""
+
+    invocations: int
+    cost: float
+    violation_ratio: float
+    p50_ms: float
+    p99_ms: float
+    instances_started: int
+
+    @property
+    def cost_per_1000(self) -> float:
+        return self.cost / self.invocations * 1000.0 if self.invocations else 0.0
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Measured against simulated, for one app."""
+
+    app: str
+    measured: GatewayFigures
+    simulated: SimFigures
+
+    @property
+    def cost_error(self) -> float:
+        """(measured - simulated) / simulated; inf when the simulator says 0 and we paid."""
+        if self.simulated.cost == 0:
+            return 0.0 if self.measured.cost == 0 else math.inf
+        return (self.measured.cost - self.simulated.cost) / self.simulated.cost
+
+    @property
+    def violation_error(self) -> float:
+        """Measured minus simulated violation ratio (a fraction; 0.03 = 3 points)."""
+        return self.measured.violation_ratio - self.simulated.violation_ratio
+
+    @property
+    def within_target(self) -> bool:
+        return abs(self.cost_error) <= COST_TOLERANCE and abs(self.violation_error) <= VIOLATION_TOLERANCE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "simulated": asdict(self.simulated) | {"cost_per_1000": self.simulated.cost_per_1000},
+            "cost_error": self.cost_error,
+            "violation_error": self.violation_error,
+            "within_target": self.within_target,
+        }
+
+
+def fidelity(report: ReplayReport, simulated: dict[str, SimFigures]) -> list[Fidelity]:
+    """One comparison per app that has both a gateway report and a simulated one."""
+    return [
+        Fidelity(a.app, a.gateway, simulated[a.app])
+        for a in report.apps
+        if a.gateway is not None and a.app in simulated
+    ]
+
+
 # --- the sender (thin async adapter) ---------------------------------------------------------
 Invoker = Callable[[Send], Awaitable[Result]]
 

@@ -4,6 +4,7 @@ open-loop sender (driven by plain coroutines in place of the gateway)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -195,3 +196,51 @@ def test_an_invoker_error_is_an_outcome_not_a_crash() -> None:
 
     run = asyncio.run(replay.run_schedule(replay.build_schedule([wl("a", (1,))], 1.0), broken))
     assert run.outcomes[0].status == "CLIENT_ERROR:RuntimeError"
+
+
+# --- fidelity --------------------------------------------------------------------------------
+def gateway_figures(cost: float, violations: int, invocations: int = 100) -> replay.GatewayFigures:
+    return replay.GatewayFigures(
+        invocations=invocations,
+        sla_violations=violations,
+        violation_ratio=violations / invocations,
+        cost=cost,
+        cost_per_1000=cost / invocations * 1000,
+        cold_invocations=0,
+        instances_started=1,
+        instance_seconds={},
+        p50_ms=None,
+        p99_ms=None,
+    )
+
+
+def test_fidelity_errors_and_target() -> None:
+    sim = replay.SimFigures(100, cost=1.0, violation_ratio=0.01, p50_ms=1.0, p99_ms=2.0, instances_started=3)
+    assert sim.cost_per_1000 == pytest.approx(10.0)
+    close = replay.Fidelity("a", gateway_figures(1.15, 3), sim)
+    assert close.cost_error == pytest.approx(0.15)
+    assert close.violation_error == pytest.approx(0.02)
+    assert close.within_target
+    assert not replay.Fidelity("a", gateway_figures(1.25, 1), sim).within_target  # cost 25 % over
+    assert not replay.Fidelity("a", gateway_figures(1.0, 5), sim).within_target  # 4 points over
+    free = replay.SimFigures(100, 0.0, 0.0, 0.0, 0.0, 0)
+    assert replay.Fidelity("a", gateway_figures(0.5, 0), free).cost_error == float("inf")
+    doc = close.to_dict()
+    assert doc["within_target"] is True and doc["simulated"]["cost_per_1000"] == pytest.approx(10.0)
+
+
+def test_fidelity_pairs_apps_with_both_reports() -> None:
+    s = replay.build_schedule([wl("a", (1,)), wl("b", (1,))], 1.0)
+    run = replay.Run([Outcome(x, OK, 0.0, 0.1, 0.1, True) for x in s], 0.0, 0.1, False)
+    report = replay.make_report(run, [wl("a", (1,)), wl("b", (1,))], 1.0, "together", 2.0, None)
+    sim = {"a": replay.SimFigures(1, 1.0, 0.0, 1.0, 1.0, 1)}
+    assert replay.fidelity(report, sim) == []  # no gateway report: nothing to compare
+    with_gateway = replay.ReplayReport(
+        0.0,
+        2.0,
+        1.0,
+        "together",
+        False,
+        [replace(a, gateway=gateway_figures(1.0, 0, 1)) for a in report.apps],
+    )
+    assert [f.app for f in replay.fidelity(with_gateway, sim)] == ["a"]
