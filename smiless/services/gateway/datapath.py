@@ -144,7 +144,7 @@ class DataPath:
                     outstanding.pop(iid, None)
             done = time.monotonic()
             if not cold:
-                self.recorder.stage(StageLatency(model, inst.config, n, done - sent))
+                self.recorder.stage(StageLatency(model, inst.config, n, done - sent), done)
             return list(resp.outputs), Sent(
                 iid, inst.config, queued, sent, resp.inference_time.ToNanoseconds() / 1e9, cold
             )

@@ -1,6 +1,11 @@
 """Buffered, batched recording of arrivals, stage latencies and invocation results, off the
 hot path.
 
+Every arrival and every invocation result is kept (the predictor and the reports need all
+of them); warm stage latencies are sampled, at most `stage_samples_per_s` per (model,
+config, batch) and second, which is plenty for the profiler's refit (it reads the latest
+1,000) and keeps Redis writes per invocation near two under load.
+
 Invoke only appends to in-memory buffers; a background task hands them to Redis every
 `interval_s` in one pipeline per kind. While Redis is down the buffers keep growing up to
 `max_buffer` records each; beyond that the oldest record is dropped and counted in
@@ -26,7 +31,13 @@ T = TypeVar("T")
 
 class Recorder:
     def __init__(
-        self, store: Store, retention_s: float, keep: int, interval_s: float = 0.2, max_buffer: int = 100_000
+        self,
+        store: Store,
+        retention_s: float,
+        keep: int,
+        interval_s: float = 0.2,
+        max_buffer: int = 100_000,
+        stage_samples_per_s: float = 20.0,
     ) -> None:
         self.store = store
         self.retention_s = retention_s
@@ -38,6 +49,8 @@ class Recorder:
         self.stages: deque[StageLatency] = deque()
         self.dropped = 0
         self.healthy = True
+        self.stage_gap_s = 1.0 / stage_samples_per_s
+        self._last_stage: dict[tuple[str, str, int], float] = {}
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -56,8 +69,12 @@ class Recorder:
     def invocation(self, app: str, record: InvocationRecord) -> None:
         self._add(self.records, (app, record))
 
-    def stage(self, sample: StageLatency) -> None:
-        self._add(self.stages, sample)
+    def stage(self, sample: StageLatency, now: float) -> None:
+        """Keep a warm stage latency unless one of the same kind was kept within the gap."""
+        key = (sample.model, sample.config, sample.batch)
+        if now - self._last_stage.get(key, -1e18) >= self.stage_gap_s:
+            self._last_stage[key] = now
+            self._add(self.stages, sample)
 
     def _put_back(self, buf: deque[T], taken: deque[T]) -> None:
         """Return unwritten records in front of what arrived meanwhile, within the bound."""

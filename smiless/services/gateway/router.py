@@ -27,7 +27,12 @@ from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc, worker_pb2
 
 # Reconnect quickly to a restarted worker or optimizer instead of gRPC's default backoff
 # (up to two minutes), during which every call would fail fast with UNAVAILABLE.
-RECONNECT = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 1000)]
+# gRPC's own retries are off: the data path retries once on another instance itself.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_retries", 0),
+]
 
 
 class Router:
@@ -46,7 +51,7 @@ class Router:
     def channel(self, address: str) -> grpc.aio.Channel:
         ch = self.channels.get(address)
         if ch is None:
-            ch = grpc.aio.insecure_channel(address, options=[*grpc_options(self.settings), *RECONNECT])
+            ch = grpc.aio.insecure_channel(address, options=[*grpc_options(self.settings), *CHANNEL_OPTIONS])
             self.channels[address] = ch
         return ch
 
