@@ -4,6 +4,7 @@ through the CLI as a user would; the cost total is recomputed here from Redis on
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -224,3 +225,32 @@ def test_report_bad_input(
 def test_cli_bad_times(stack: LocalStack) -> None:
     out = _cli(stack, "cost", "--since", "yesterday-ish")
     assert out.returncode == 1 and "--since" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "cost"])
+def test_watch_refreshes_until_interrupted(stack: LocalStack, invoked: float, command: str) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "smiless",
+            command,
+            "--watch",
+            "--every",
+            "0.3",
+            "--json",
+            "--gateway",
+            stack.addresses["gateway"],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        docs = [json.loads(proc.stdout.readline()) for _ in range(3)]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(30)
+    assert code == 0, "Ctrl-C ends the watch cleanly"
+    assert all(APP in {a.get("name", a.get("app")) for a in d["apps"]} for d in docs)
