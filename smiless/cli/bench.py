@@ -218,7 +218,7 @@ def gateway_bench(
     if as_json:
         print_json(rows)
         return
-    keys = ("mode", "concurrency", "rps", "p50_ms", "p99_ms", "direct_p50_ms", "overhead_per_stage_ms")
-    keys += ("gateway_cpu_ms", "workers_cpu_ms")
+    keys = ["mode", "concurrency", "rps", "p50_ms", "p99_ms", "direct_p50_ms", "overhead_per_stage_ms"]
+    keys += ["gateway_cpu_ms", "workers_cpu_ms"]
     shown = [{k: r[k] for k in keys} for r in rows]
     console.print(table(shown, "gateway: 3-stage chain of tiny-mlp, closed loop (ms; CPU ms per invocation)"))
