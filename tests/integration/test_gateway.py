@@ -415,3 +415,38 @@ def test_fault_stack_logs_are_clean(fault_stack: LocalStack) -> None:
     """No traceback in the gateway's log: faults are answered, never crashes."""
     text = Path(fault_stack.log_path("gateway")).read_text(errors="replace")
     assert "Traceback" not in text, text[-3000:]
+
+
+# --- the compiled app (pure: no stack) --------------------------------------------------
+def test_compiled_app_reserves_downstream_time_and_caps_batches() -> None:
+    from smiless.services.gateway.apps import compile_app
+
+    spec = appspec.AppSpec(
+        "gw-compiled",
+        1.0,
+        tuple(
+            appspec.FunctionSpec(n, m)
+            for n, m in (
+                ("a", "nameentityrecognition"),
+                ("b", "translation"),
+                ("c", "translation"),
+                ("d", "textgeneration"),
+            )
+        ),
+        (("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")),
+    )
+    app = gateway_pb2.App(spec=appspec.to_proto(spec), version=3)
+    unplanned = compile_app(app, None)
+    assert not unplanned.chain and not unplanned.planned
+    assert unplanned.batch == dict.fromkeys("abcd", 1) and unplanned.reserve == dict.fromkeys("abcd", 0.0)
+    plan = optimizer_pb2.AppPlan(app="gw-compiled")
+    for f, latency, batch in (("a", 0.1, 1), ("b", 0.2, 8), ("c", 0.05, 1000), ("d", 0.3, 0)):
+        set_seconds(plan.functions.add(function=f, batch_size=batch).latency, latency)
+    entry = compile_app(app, plan)
+    assert entry.planned and entry.version == 3 and entry.order[0] == "a" and entry.order[-1] == "d"
+    capped = zoo.MODELS["translation"].max_batch
+    assert entry.batch == {"a": 1, "b": 8, "c": capped, "d": 1}, "capped by max_batch, at least 1"
+    assert entry.reserve["d"] == 0.0
+    assert entry.reserve["b"] == pytest.approx(0.3) and entry.reserve["c"] == pytest.approx(0.3)
+    assert entry.reserve["a"] == pytest.approx(0.5), "the longest path after a: b then d"
+    assert compile_app(gateway_pb2.App(spec=appspec.to_proto(chain("gw-c"))), None).chain
