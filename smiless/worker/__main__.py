@@ -41,6 +41,11 @@ def main() -> None:
     except zoo.ZooError as exc:  # the file was readable but torch cannot load it
         print(f"smiless-worker: --model: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    # Served and drained: skip the interpreter's teardown of torch and transformers (seconds
+    # on a loaded machine, which a stop deadline would otherwise turn into a SIGKILL).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
