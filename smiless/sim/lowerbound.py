@@ -1,0 +1,121 @@
+"""`lower-bound`: a clairvoyant relaxation that no policy can beat within the simulator's model.
+
+Setting. Requests of an app arrive at known times a_1 <= ... <= a_n (clairvoyance: the bound
+knows the whole future). Each request must pass every function of the DAG; a request *meets*
+the SLA when its last stage finishes within `sla` of its arrival. Cost is Σ over instances of
+lifetime x price (smiless.accounting). The bound holds for every run, for the requests that
+met the SLA in that run (`lower_bound(..., arrivals=met_arrivals)`); for a run with no
+violation that is every request.
+
+Floors of the model (`Noise`): an init on config c takes at least I_c = Σ_phases max(0, μ - 3σ)
+(μ exactly without init noise); a batch of any size on c takes at least
+s_c = φ · T_c(1, r_c), φ = the smallest inference noise factor; `cs_extra` and queueing only
+add. Per function f:
+
+- up(f): longest path from the request's arrival to f's inputs with every upstream stage at
+  its fastest floor over all configs; down(f): the same from f's end to the last leaf. A
+  request that meets the SLA is served at f inside W = [a + up(f), a + sla - down(f)].
+- Allowed configs A_f = {c : up(f) + s_c + down(f) <= sla}: a request served at f on any other
+  config cannot meet the SLA. Let p = min price, s = min s_c and I = min I_c over A_f, and the
+  slack σ_f = sla - up(f) - down(f) - s (a service may start up to σ_f after its earliest time).
+
+Derivation, for one function f. Let τ_i be the time the service of request i at f starts, on
+an instance of an allowed config. Then τ_i ∈ [a_i + up, a_i + up + σ_f]; since these windows
+are shifts of one interval, the k-th smallest τ lies in the k-th request's window, so take the
+τ sorted with the arrivals: consecutive starts are d_i = τ_{i+1} - τ_i >= max(0, Δa_i - σ_f)
+apart. Charge, at p per second, only moments when an allowed instance is certainly alive:
+(1) each service interval [τ_i, τ_i + s]; (2) in each gap between a service's end and the
+next service's start, the instance that serves next: it is alive from its start command,
+which is at least I before it serves, so it is alive in that gap for at least
+min(gap, I); (3) the first server's init, I, before τ_1. These charged intervals are disjoint
+in time, so the cost is at least p x their total length. Between consecutive starts that is
+h(d) = min(d, s) + min(max(0, d - s), I) = min(d, s + I), non-decreasing, so
+
+    cost_f >= p · ( I + s + Σ_i min(max(0, a_{i+1} - a_i - σ_f), s + I) ),
+
+and the app's bound is the sum over its functions (instances serve one function). Every
+term is charged inside the cost window [0, last arrival + sla]. It is a relaxation in every
+direction: batching is free, several instances at once are charged as one, an init is as
+short as the model allows, the price is the cheapest that could meet the SLA, and each
+function is placed independently of the others.
+
+A function with no allowed config (the SLA is out of reach) contributes 0: no request can
+meet the SLA there, so the requests the bound counts are none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from smiless.catalogue import HardwareConfig
+from smiless.sim.model import Noise, SimApp, profile_on
+
+
+def function_bounds(
+    app: SimApp, catalogue: Mapping[str, HardwareConfig], noise: Noise
+) -> dict[str, tuple[float, float, float, float] | None]:
+    """Per function: (price per second p, service floor s, init floor I, slack σ), or None
+    when no config can meet the SLA (see the module docstring)."""
+    dag = app.dag
+    fastest: dict[str, float] = {}
+    per: dict[str, list[tuple[float, float, float]]] = {}
+    phi = noise.inference_floor
+    for f in dag.functions:
+        rows: list[tuple[float, float, float]] = []
+        for cfg in catalogue.values():
+            prof = profile_on(app, f, cfg)
+            if prof is None:
+                continue
+            s = phi * prof.inference.latency(1, cfg.resource)
+            rows.append((cfg.price_per_second, s, noise.init_floor(prof.init)))
+        if not rows:
+            raise ValueError(f"{f}: no profile for any config of the catalogue")
+        per[f] = rows
+        fastest[f] = min(r[1] for r in rows)
+    up: dict[str, float] = {}
+    for f in dag.functions:
+        up[f] = max((up[p] + fastest[p] for p in dag.parents[f]), default=0.0)
+    down: dict[str, float] = {}
+    for f in reversed(dag.functions):
+        down[f] = max((fastest[c] + down[c] for c in dag.children[f]), default=0.0)
+    out: dict[str, tuple[float, float, float, float] | None] = {}
+    eps = 1e-9
+    for f in dag.functions:
+        room = app.sla_s - up[f] - down[f]
+        allowed = [r for r in per[f] if r[1] <= room + eps]
+        if not allowed:
+            out[f] = None
+            continue
+        p = min(r[0] for r in allowed)
+        s = min(r[1] for r in allowed)
+        init = min(r[2] for r in allowed)
+        out[f] = (p, s, init, max(0.0, room - s))
+    return out
+
+
+def lower_bound(
+    app: SimApp,
+    arrivals: Iterable[float],
+    catalogue: Mapping[str, HardwareConfig],
+    noise: Noise,
+) -> float:
+    """The cost no policy can go below while the requests arriving at `arrivals` meet the SLA
+    (derivation in the module docstring)."""
+    times = sorted(arrivals)
+    if not times:
+        return 0.0
+    total = 0.0
+    for bound in function_bounds(app, catalogue, noise).values():
+        if bound is None:
+            continue
+        p, s, init, slack = bound
+        cap = s + init
+        acc = cap
+        prev = times[0]
+        for t in times[1:]:
+            d = t - prev - slack
+            if d > 0.0:
+                acc += d if d < cap else cap
+            prev = t
+        total += p * acc
+    return total
