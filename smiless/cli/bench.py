@@ -222,3 +222,8 @@ def gateway_bench(
     keys += ["gateway_cpu_ms", "workers_cpu_ms"]
     shown = [{k: r[k] for k in keys} for r in rows]
     console.print(table(shown, "gateway: 3-stage chain of tiny-mlp, closed loop (ms; CPU ms per invocation)"))
+
+
+from smiless.cli.sim import bench_policies  # noqa: E402
+
+bench_app.command("policies")(bench_policies)

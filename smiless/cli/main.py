@@ -378,3 +378,4 @@ from smiless.cli import predict as _predict  # noqa: E402,F401
 from smiless.cli import profile as _profile  # noqa: E402,F401
 from smiless.cli import replay as _replay  # noqa: E402,F401
 from smiless.cli import report as _report  # noqa: E402,F401
+from smiless.cli import sim as _sim  # noqa: E402,F401
