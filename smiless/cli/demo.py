@@ -39,8 +39,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from smiless import appspec, replay, security
+from smiless.cli import replay as replay_cli  # a module reference: main imports both modules
 from smiless.cli.main import JsonOpt, app, console, err, fail, print_json
-from smiless.cli.replay import ReplayError, compare_with_sim, render, render_comparison, replay_apps
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.protoutil import set_seconds
 from smiless.trace import TraceError, arrivals_from_counts, load_trace
@@ -97,7 +97,12 @@ def profile_missing(
         stub = profiler_pb2_grpc.ProfilerStub(ch)
         missing = []
         for m in models:
-            got = stub.GetProfile(profiler_pb2.GetProfileRequest(model=m), timeout=10)
+            try:
+                got = stub.GetProfile(profiler_pb2.GetProfileRequest(model=m), timeout=10)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                got = profiler_pb2.GetProfileResponse()
             if got.profiles:
                 done[m] = "stored earlier"
             else:
@@ -290,7 +295,7 @@ def demo(
             f"({minutes * slot_seconds:g} s) against {len(workloads)} apps"
         )
         done = asyncio.run(
-            replay_apps(
+            replay_cli.replay_apps(
                 addresses["gateway"],
                 workloads,
                 slot_seconds=slot_seconds,
@@ -298,8 +303,11 @@ def demo(
                 show_progress=not as_json,
             )
         )
-        sim_doc = compare_with_sim(done) if compare_sim else None
-    except ReplayError as exc:
+        done.rows = rows
+        sim_doc = (
+            replay_cli.compare_with_sim(done, addresses["profiler"], history_minutes) if compare_sim else None
+        )
+    except replay_cli.ReplayError as exc:
         fail(str(exc))
         raise
     except grpc.RpcError as exc:
@@ -317,7 +325,7 @@ def demo(
             doc["simulator"] = sim_doc
         print_json(doc)
         return
-    render(done.report)
+    replay_cli.render(done.report)
     if sim_doc is not None:
-        render_comparison(sim_doc)
+        replay_cli.render_comparison(sim_doc)
     console.print(f"plot written to {plot}")

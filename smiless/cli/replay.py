@@ -8,7 +8,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +20,8 @@ from rich.table import Table
 from smiless import appspec, replay
 from smiless.cli.main import JsonOpt, app, console, err, fail, print_json
 from smiless.config import Settings
-from smiless.trace import Spread, TraceError, load_trace
-from smiless.v1 import gateway_pb2, gateway_pb2_grpc
+from smiless.trace import Spread, TraceError, TraceFunction, load_trace
+from smiless.v1 import gateway_pb2, gateway_pb2_grpc, profiler_pb2, profiler_pb2_grpc
 
 
 class ReplayError(Exception):
@@ -30,11 +30,17 @@ class ReplayError(Exception):
 
 @dataclass
 class Replayed:
-    """A finished replay: its report, every send's outcome, and each app's SLA."""
+    """A finished replay: its report, every send's outcome, the apps' specs as registered."""
+
+    @property
+    def sla_s(self) -> dict[str, float]:
+        return {name: spec.sla_s for name, spec in self.specs.items()}
 
     report: replay.ReplayReport
     outcomes: list[replay.Outcome]
-    sla_s: dict[str, float]
+    specs: dict[str, appspec.AppSpec]
+    seed: int = 0
+    rows: dict[str, TraceFunction] = field(default_factory=dict)  # each app's whole trace row
 
 
 def is_spec_file(value: str) -> bool:
@@ -43,7 +49,7 @@ def is_spec_file(value: str) -> bool:
 
 def build_workloads(
     apps: Sequence[str], trace_path: Path, rows: Sequence[str], start_minute: int, minutes: int | None
-) -> list[replay.Workload]:
+) -> tuple[list[replay.Workload], dict[str, TraceFunction]]:
     """Pair --app with --row by position (one --row drives every app); raise ReplayError."""
     if len(rows) not in (1, len(apps)):
         raise ReplayError(f"--row: give one row for all apps or one per --app ({len(apps)}), got {len(rows)}")
@@ -52,17 +58,19 @@ def build_workloads(
     except (TraceError, OSError) as exc:
         raise ReplayError(f"--trace: {exc}") from exc
     out = []
+    found: dict[str, TraceFunction] = {}
     for i, name in enumerate(apps):
         row = rows[0] if len(rows) == 1 else rows[i]
         try:
             fn = replay.select_row(trace, row)
         except KeyError as exc:
             raise ReplayError(f"--row: {exc.args[0]}") from exc
+        found[name] = fn
         try:
             out.append(replay.make_workload(name, fn, start_minute, minutes))
         except ValueError as exc:
             raise ReplayError("--" + str(exc).replace("_", "-", 1)) from exc
-    return out
+    return out, found
 
 
 async def _ready(channel: grpc.aio.Channel, address: str) -> None:
@@ -115,10 +123,10 @@ async def replay_apps(
         stub = gateway_pb2_grpc.GatewayStub(channel)
         try:
             requests = await replay.example_requests(stub, apps, seed)
-            sla_s = {
+            specs = {
                 a: appspec.from_proto(
                     (await stub.GetApp(gateway_pb2.GetAppRequest(name=a), timeout=10)).app.spec
-                ).sla_s
+                )
                 for a in apps
             }
             status = await stub.GetStatus(gateway_pb2.GetStatusRequest(), timeout=10)
@@ -169,7 +177,7 @@ async def replay_apps(
     report = replay.make_report(
         run, workloads, slot_seconds, spread, end, costs, status_now if costs else None, late_threshold_s
     )
-    return Replayed(report, run.outcomes, sla_s)
+    return Replayed(report, run.outcomes, specs, seed)
 
 
 def _channel(address: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
@@ -275,7 +283,13 @@ def replay_cmd(
     compare_sim: Annotated[
         bool, typer.Option("--compare-sim", help="Also simulate the window and show both reports.")
     ] = False,
+    history_minutes: Annotated[
+        int, typer.Option(help="--compare-sim: trace minutes before the window the simulated predictor sees.")
+    ] = 120,
     gw: Annotated[str | None, typer.Option("--gateway", envvar="SMILESS_GATEWAY_ADDR")] = None,
+    profiler: Annotated[
+        str | None, typer.Option(envvar="SMILESS_PROFILER_ADDR", help="--compare-sim: profiler address.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay trace rows against apps, open loop; report cost, violations and latency for the window.
@@ -307,7 +321,9 @@ def replay_cmd(
     except ReplayError as exc:
         fail(str(exc))
         raise
-    sim_doc = compare_with_sim(done) if compare_sim else None
+    sim_doc = (
+        compare_with_sim(done, profiler or Settings().profiler_addr, history_minutes) if compare_sim else None
+    )
     if plot is not None:
         replay.plot_timeline(done.report, done.outcomes, done.sla_s, plot)
     if as_json:
@@ -343,8 +359,8 @@ async def _replay_cli(
             names = await register_specs(gateway_pb2_grpc.GatewayStub(channel), apps)
         except grpc.aio.AioRpcError as exc:
             raise ReplayError(f"--app: {exc.code().name}: {exc.details()}") from exc
-    workloads = build_workloads(names, trace, rows, start_minute, minutes)
-    return await replay_apps(
+    workloads, found = build_workloads(names, trace, rows, start_minute, minutes)
+    done = await replay_apps(
         address,
         workloads,
         slot_seconds=slot_seconds,
@@ -354,13 +370,137 @@ async def _replay_cli(
         late_threshold_s=late_threshold,
         show_progress=show_progress,
     )
+    done.rows = found
+    return done
 
 
-def compare_with_sim(done: Replayed) -> dict[str, Any]:
-    """The simulator's report for the same window, beside the measured one."""
-    return {"built": False, "note": "the simulator (smiless/sim) has not landed; no comparison was made"}
+def measured_profiles(address: str, models: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The profiler's stored profiles per model, by kind ("cpu"/"gpu"), as the planner takes them."""
+    from smiless import profiles
+
+    out: dict[str, dict[str, Any]] = {}
+    with grpc.insecure_channel(address) as ch:
+        stub = profiler_pb2_grpc.ProfilerStub(ch)
+        for m in dict.fromkeys(models):
+            try:
+                got = stub.GetProfile(profiler_pb2.GetProfileRequest(model=m), timeout=10)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                continue
+            out[m] = {fp.kind.value: fp for fp in (profiles.from_proto(p) for p in got.profiles)}
+    return out
+
+
+def compare_with_sim(done: Replayed, profiler_address: str, history_minutes: int = 120) -> dict[str, Any]:
+    """Simulate the replayed window with the `smiless` policy, the measured profiles (the
+    reference's where a model has none) and the host's runnable configs; pair the figures.
+
+    The simulated workload is the same trace window with the `history_minutes` before it as
+    history (what `smiless demo` loads into the predictor). The simulated cost is taken over
+    [0, the measured window's length] with smiless.accounting, as the gateway takes it."""
+    import os
+
+    from smiless import accounting, sim
+    from smiless.catalogue import load_catalogue, mark_runnable
+    from smiless.policy.profile import load_reference_profiles
+    from smiless.policy.workflow import Dag
+
+    report = done.report
+    specs = done.specs
+    window_s = report.window_s
+    catalogue = {
+        n: c
+        for n, c in mark_runnable(load_catalogue(Settings().catalogue), os.cpu_count() or 1, False).items()
+        if c.runnable
+    }
+    measured = measured_profiles(profiler_address, [f.model for s in specs.values() for f in s.functions])
+    reference = load_reference_profiles()
+    notes: list[str] = []
+    shared: dict[Any, Any] = {}
+    entries = []
+    for a in report.apps:
+        spec = specs[a.app]
+        fprofiles: dict[str, Any] = {}
+        for f in spec.functions:
+            if f.model in measured:
+                fprofiles[f.name] = measured[f.model]
+            elif f.model in reference:
+                fprofiles[f.name] = reference[f.model]
+                notes.append(f"{a.app}/{f.name}: no measured profile of {f.model}; the reference's")
+            else:
+                return {"built": True, "error": f"{a.app}/{f.name}: no profile of {f.model} to simulate"}
+        app_ = sim.SimApp(a.app, spec.sla_s, Dag.of(spec.function_names, spec.edges), fprofiles, a.app)
+        first = max(0, a.start_minute - history_minutes)
+        counts = done.rows[a.app].counts[first : a.start_minute + a.minutes]
+        wl = sim.Workload(
+            counts=counts,
+            start_minute=a.start_minute - first,
+            slot_s=report.slot_seconds,
+            spread=report.spread,  # type: ignore[arg-type]
+            seed=done.seed,
+        )
+        ctx = sim.PolicyContext(app_, wl, catalogue, shared=shared)
+        entries.append((app_, wl, sim.make_policy("smiless", ctx)))
+    result = sim.simulate(entries, dict(catalogue), seed=done.seed)
+    simulated = {
+        r.app: replay.SimFigures(
+            invocations=len(r.latencies),
+            cost=accounting.total_cost(r.lifetimes, 0.0, window_s, r.end_s),
+            violation_ratio=r.violation_ratio,
+            p50_ms=r.latency_percentile(50) * 1000.0,
+            p99_ms=r.latency_percentile(99) * 1000.0,
+            instances_started=sum(1 for x in r.lifetimes if 0.0 <= x.start <= window_s),
+        )
+        for r in result.apps
+    }
+    pairs = replay.fidelity(report, simulated)
+    return {
+        "built": True,
+        "policy": "smiless",
+        "window_s": window_s,
+        "sim_wall_s": result.wall_s,
+        "apps": [p.to_dict() | {"measured": asdict(p.measured)} for p in pairs],
+        "within_target": all(p.within_target for p in pairs),
+        "notes": notes,
+    }
 
 
 def render_comparison(doc: dict[str, Any]) -> None:
+    """Measured against simulated, per app and figure, with the differences."""
     if not doc.get("built"):
         console.print(f"[yellow]--compare-sim:[/yellow] {doc['note']}")
+        return
+    if "error" in doc:
+        console.print(f"[red]--compare-sim:[/red] {doc['error']}")
+        return
+    t = Table(title=f"measured vs simulated ({doc['policy']} policy, {doc['window_s']:.1f} s window)")
+    for col in ("app", "figure", "measured", "simulated", "difference"):
+        t.add_column(col, no_wrap=col == "app")
+    for a in doc["apps"]:
+        m, s = a["measured"], a["simulated"]
+        rows = [
+            ("cost", f"{m['cost']:.3g}", f"{s['cost']:.3g}", f"{a['cost_error']:+.0%}"),
+            ("cost / 1000", f"{m['cost_per_1000']:.3g}", f"{s['cost_per_1000']:.3g}", ""),
+            (
+                "SLA violations",
+                f"{m['violation_ratio']:.1%}",
+                f"{s['violation_ratio']:.1%}",
+                f"{a['violation_error'] * 100:+.1f} pt",
+            ),
+            ("p50 ms", _ms(m["p50_ms"]), _ms(s["p50_ms"]), ""),
+            ("p99 ms", _ms(m["p99_ms"]), _ms(s["p99_ms"]), ""),
+            ("instances started", str(m["instances_started"]), str(s["instances_started"]), ""),
+            ("invocations", str(m["invocations"]), str(s["invocations"]), ""),
+        ]
+        for k, (fig, mv, sv, diff) in enumerate(rows):
+            t.add_row(a["app"] if k == 0 else "", fig, mv, sv, diff)
+        t.add_section()
+    console.print(t)
+    verdict = "within" if doc["within_target"] else "[red]NOT within[/red]"
+    console.print(
+        f"fidelity: {verdict} the target (cost ±{replay.COST_TOLERANCE:.0%}, "
+        f"violation ratio ±{replay.VIOLATION_TOLERANCE * 100:.0f} points) for every app"
+    )
+    for n in doc["notes"]:
+        console.print(f"[yellow]note:[/yellow] {n}")
