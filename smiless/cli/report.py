@@ -246,7 +246,8 @@ def _when(t: float) -> str:
 
 
 def plot_cost(resp: gateway_pb2.GetCostReportResponse, path: Path) -> None:
-    """Cumulative cost (top) and p50/p99 latency per bucket (bottom) of each app over time."""
+    """Cumulative cost (top) and p50/p99 latency per bucket (bottom, at bucket midpoints) of
+    each app over time."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,23 +255,28 @@ def plot_cost(resp: gateway_pb2.GetCostReportResponse, path: Path) -> None:
 
     fig, (ax_cost, ax_lat) = plt.subplots(2, 1, sharex=True, figsize=(9, 6.5))
     t0 = secs(resp.start)
+    span = secs(resp.end) - t0
+    unit, size = ("seconds", 1.0) if span < 120 else ("minutes", 60.0) if span < 7200 else ("hours", 3600.0)
     for a in resp.apps:
         if not a.series:
             continue
-        xs = [(secs(p.start) - t0) / 60.0 for p in a.series]
-        total, cumulative = 0.0, []
+        starts = [(secs(p.start) - t0) / size for p in a.series]
+        ends = [*starts[1:], span / size]
+        mids = [(x0 + x1) / 2 for x0, x1 in zip(starts, ends, strict=True)]
+        total, cumulative = 0.0, [0.0]
         for p in a.series:
             total += p.cost
             cumulative.append(total)
-        (line,) = ax_cost.step(xs, cumulative, where="post", label=a.app)
+        # cost accrued by the end of each bucket, from 0 at the range's start
+        (line,) = ax_cost.plot([starts[0], *ends], cumulative, label=a.app)
         p50 = [secs(p.p50_latency) * 1000 if p.invocations else math.nan for p in a.series]
         p99 = [secs(p.p99_latency) * 1000 if p.invocations else math.nan for p in a.series]
-        ax_lat.plot(xs, p50, marker=".", color=line.get_color(), label=f"{a.app} p50")
-        ax_lat.plot(xs, p99, marker=".", linestyle="--", color=line.get_color(), label=f"{a.app} p99")
+        ax_lat.plot(mids, p50, marker=".", color=line.get_color(), label=f"{a.app} p50")
+        ax_lat.plot(mids, p99, marker=".", linestyle="--", color=line.get_color(), label=f"{a.app} p99")
     ax_cost.set_ylabel("cumulative cost (price units)")
     ax_cost.set_title(f"cost and latency from {_when(t0)} UTC (total {resp.total_cost:.6f})")
     ax_lat.set_ylabel("latency (ms)")
-    ax_lat.set_xlabel("minutes since start")
+    ax_lat.set_xlabel(f"{unit} since start")
     for ax in (ax_cost, ax_lat):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
