@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from prometheus_client.parser import text_string_to_metric_families
 
 from smiless import appspec, tensors, zoo
@@ -79,6 +80,9 @@ def test_gateway_metrics_move_with_invocations(stack: LocalStack, gw: gateway_pb
         gw.Invoke(gateway_pb2.InvokeRequest(app=APP, input=x), timeout=60)
     with pytest.raises(grpc.RpcError):
         gw.Invoke(gateway_pb2.InvokeRequest(app="no-such-app", input=x), timeout=10)
+    with pytest.raises(grpc.RpcError) as late:  # a known app that runs out of time: a failed invocation
+        gw.Invoke(gateway_pb2.InvokeRequest(app=APP, input=x, timeout=Duration(nanos=1000)), timeout=10)
+    assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     stream = gw.InvokeStream(
         iter([gateway_pb2.InvokeStreamRequest(invocation=gateway_pb2.InvokeRequest(app=APP, input=x))] * 2),
         timeout=60,
@@ -93,6 +97,10 @@ def test_gateway_metrics_move_with_invocations(stack: LocalStack, gw: gateway_pb
     assert moved("smiless_rpc_requests_total", service="gateway", method="Invoke", code="NOT_FOUND") == 1
     assert moved("smiless_rpc_requests_total", service="gateway", method="InvokeStream", code="OK") == 1
     assert moved("smiless_invocations_total", app=APP, outcome="ok") == 5
+    assert moved("smiless_invocations_total", app=APP, outcome="failed") == 1
+    assert (
+        moved("smiless_rpc_requests_total", service="gateway", method="Invoke", code="DEADLINE_EXCEEDED") == 1
+    )
     assert moved("smiless_invocation_latency_seconds_count", app=APP) == 5
     assert moved("smiless_invocation_latency_seconds_sum", app=APP) > 0
     for stage in ("a", "b"):
