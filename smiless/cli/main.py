@@ -167,11 +167,11 @@ def up(
             fail(str(exc))
     table = Table(title="smiless is up")
     offset = Settings().metrics_port_offset
-    for col in ("service", "address", "metrics", "log"):
+    for col in ("service", "address", "/metrics", "log"):
         table.add_column(col)
     table.add_row("redis", str(stack.redis_url), "", str(data_dir / "redis"))
     for name, addr in stack.addresses.items():
-        metrics = f"http://127.0.0.1:{stack.ports[name] + offset}/metrics" if offset else "off"
+        metrics = f"127.0.0.1:{stack.ports[name] + offset}" if offset else "off"
         table.add_row(name, addr, metrics, str(stack.log_path(name)))
     console.print(table)
     stopping = False
