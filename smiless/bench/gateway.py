@@ -9,7 +9,9 @@ floor: what any client would pay without a gateway). overhead_per_stage_ms =
 (p50 - direct_p50) / stages.
 
 Modes: `unary` (one Invoke call per invocation) and `stream` (each client keeps one
-InvokeStream open and sends its invocations over it, still one at a time).
+InvokeStream open and sends its invocations over it, still one at a time). Batch sizes > 1
+store a plan that batches every stage (what the optimizer plans for overlapping requests):
+the gateway then sends one Infer per batch; the direct floor stays one call per request.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ import grpc
 from smiless import appspec, tensors, zoo
 from smiless.cli.stack import LocalStack, free_port
 from smiless.config import SERVICE_NAMES
+from smiless.protoutil import set_seconds
 from smiless.store import Store
-from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, worker_pb2, worker_pb2_grpc
+from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, optimizer_pb2, worker_pb2, worker_pb2_grpc
 
 APP = "bench-chain"
 STAGES = ("s1", "s2", "s3")
 MODEL = "tiny-mlp"
 Call = Callable[[int], Awaitable[None]]
+PLAN_PICKUP_S = 1.5  # > the gateway's default app_refresh_s
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -146,6 +150,7 @@ async def run_gateway_bench(
     modes: list[str],
     progress: Callable[[str], None] = lambda _: None,
     gateway_pid: int | None = None,
+    batches: tuple[int, ...] = (1,),
 ) -> list[dict[str, Any]]:
     x = tensors.to_proto(zoo.MODELS[MODEL].example_input(seed=1))
     async with grpc.aio.insecure_channel(gateway) as ch:
@@ -161,6 +166,21 @@ async def run_gateway_bench(
             by_id = {i.id: i for i in await store.list_instances() if i.app == APP}
         finally:
             await store.close()
+
+        async def plan_batch(size: int) -> None:
+            """Store a plan that batches every stage by `size` (as the optimizer would for
+            overlapping requests); the gateway picks it up within its refresh interval."""
+            plan = optimizer_pb2.AppPlan(app=APP, feasible=True)
+            for f in STAGES if size > 1 else ():
+                fp = plan.functions.add(function=f, config="cpu-1", batch_size=size, instances=1)
+                set_seconds(fp.latency, 0.001)
+            s = Store(redis_url)
+            try:
+                await s.put_plan(plan)
+            finally:
+                await s.close()
+            await asyncio.sleep(PLAN_PICKUP_S)
+
         used = {s.function: by_id[s.instance_id].address for s in first.stages}
         wpids = worker_pids({int(a.rsplit(":", 1)[1]) for a in used.values()})
         worker_channels = {a: grpc.aio.insecure_channel(a) for a in set(used.values())}
@@ -173,6 +193,7 @@ async def run_gateway_bench(
             w_cpu = sum(cpu_seconds(p) for p in wpids) if len(wpids) == len(STAGES) else math.nan
             return gw_cpu, w_cpu, time.process_time()
 
+        batched = 1
         try:
             for c in concurrencies:
                 progress(f"direct chain, concurrency {c}")
@@ -180,8 +201,11 @@ async def run_gateway_bench(
                 d_lat, _, d_elapsed = await closed_loop(c, duration_s, _direct(workers, x))
                 d_cpu = [b - a for a, b in zip(before, cpu(), strict=True)]
                 direct_p50 = percentile(d_lat, 50)
-                for mode in modes:
-                    progress(f"gateway {mode}, concurrency {c}")
+                for size, mode in itertools.product(batches, modes):
+                    if size != batched:
+                        await plan_batch(size)
+                        batched = size
+                    progress(f"gateway {mode}, concurrency {c}, batch {size}")
                     calls: list[Any] = []
                     before = cpu()
                     if mode == "unary":
@@ -197,6 +221,7 @@ async def run_gateway_bench(
                     rows.append(
                         {
                             "mode": mode,
+                            "batch": size,
                             "concurrency": c,
                             "invocations": len(lat),
                             "failed": failed,
@@ -215,6 +240,8 @@ async def run_gateway_bench(
                         }
                     )
         finally:
+            if batched != 1:
+                await plan_batch(1)
             for wc in worker_channels.values():
                 await wc.close()
     return rows
@@ -226,6 +253,7 @@ def bench_gateway(
     modes: list[str],
     progress: Callable[[str], None] = lambda _: None,
     env: dict[str, str] | None = None,
+    batches: tuple[int, ...] = (1,),
 ) -> list[dict[str, Any]]:
     """Run the benchmark on a fresh embedded stack; stop it afterwards."""
     with tempfile.TemporaryDirectory(prefix="smiless-bench-gw-") as tmp:
@@ -246,6 +274,7 @@ def bench_gateway(
                     modes,
                     progress,
                     stack.procs["gateway"].pid,
+                    batches,
                 )
             )
         finally:

@@ -195,6 +195,7 @@ def gateway_bench(
     ] = "1,4,16,64",
     duration: Annotated[float, typer.Option(help="Seconds per (concurrency, mode).")] = 5.0,
     modes: Annotated[str, typer.Option(help="unary, stream or both (comma-separated).")] = "unary,stream",
+    batch: Annotated[str, typer.Option(help="Comma-separated planned batch sizes per stage.")] = "1",
     as_json: JsonOpt = False,
 ) -> None:
     """Gateway overhead on a warm 3-stage chain of trivial models against the same chain
@@ -213,12 +214,28 @@ def gateway_bench(
         fail(f"--modes: choose from unary, stream (got {modes!r})")
     if duration <= 0:
         fail("--duration: must be positive")
+    try:
+        sizes = tuple(int(b) for b in batch.split(",") if b)
+    except ValueError:
+        fail(f"--batch: not a list of integers: {batch!r}")
+        raise
+    if not sizes or min(sizes) < 1 or max(sizes) > 64:
+        fail("--batch: sizes from 1 to 64 (tiny-mlp's max_batch)")
     with console.status("benchmarking the gateway...") as status:
-        rows = bench_gateway(levels, duration, chosen, progress=lambda m: status.update(m))
+        rows = bench_gateway(levels, duration, chosen, progress=lambda m: status.update(m), batches=sizes)
     if as_json:
         print_json(rows)
         return
-    keys = ["mode", "concurrency", "rps", "p50_ms", "p99_ms", "direct_p50_ms", "overhead_per_stage_ms"]
+    keys = [
+        "mode",
+        "batch",
+        "concurrency",
+        "rps",
+        "p50_ms",
+        "p99_ms",
+        "direct_p50_ms",
+        "overhead_per_stage_ms",
+    ]
     keys += ["gateway_cpu_ms", "workers_cpu_ms"]
     shown = [{k: r[k] for k in keys} for r in rows]
     console.print(table(shown, "gateway: 3-stage chain of tiny-mlp, closed loop (ms; CPU ms per invocation)"))
