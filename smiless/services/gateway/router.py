@@ -27,6 +27,7 @@ from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc, worker_pb2
 
 # Reconnect quickly to a restarted worker or optimizer instead of gRPC's default backoff
 # (up to two minutes), during which every call would fail fast with UNAVAILABLE.
+REPLACEMENT_WAIT_S = 2.0  # how long the optimizer may keep offering an instance that failed
 # gRPC's own retries are off: the data path retries once on another instance itself.
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -115,6 +116,7 @@ class Router:
         inst = self.pick(app, function, exclude)
         if inst is not None:
             return inst, False
+        stale_since: float | None = None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -139,9 +141,20 @@ class Router:
                 raise
             if got.id not in exclude and got.id not in self.registry.suspects:
                 return got, True
-            # The optimizer still lists an instance that just failed for us; its watcher will
-            # notice. Wait for registry news and look again.
-            await self.registry.changed(min(0.25, max(0.0, deadline - time.monotonic())))
+            # The optimizer still offers an instance that failed; its watcher notices a dead
+            # worker within moments. Wait for registry news, but not for long: an instance
+            # that fails while alive would otherwise hold the stage until its deadline.
+            now = time.monotonic()
+            if stale_since is None:
+                stale_since = now
+            elif now - stale_since > REPLACEMENT_WAIT_S:
+                if got.id in exclude:
+                    raise RpcError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        f"stage {function}: instance {got.id} failed and no other instance became ready",
+                    )
+                return got, True  # only suspected (another call failed there): try it
+            await self.registry.changed(min(0.25, max(0.0, deadline - now)))
             inst = self.pick(app, function, exclude)
             if inst is not None:
                 return inst, True
