@@ -263,6 +263,7 @@ async def test_scale_out_is_used_and_a_killed_worker_loses_nothing(
         codes = {o.code for o in outcomes}
         assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, codes
         ok = [o for o in outcomes if o.code == grpc.StatusCode.OK]
+        print(f"worker killed mid-load: {sent} sent, {len(ok)} succeeded, {sent - len(ok)} UNAVAILABLE")
         assert len(ok) >= 0.9 * sent, f"{sent - len(ok)} of {sent} failed: the retry on another instance"
         late = [o for o in ok if o.response and any(s.instance_id == added.id for s in o.response.stages)]
         assert late, "the surviving instance kept serving"

@@ -60,6 +60,7 @@ async def test_worker_container_killed_mid_load(docker_stack: LocalStack) -> Non
         # Without a second instance the retry may find none ready yet: then a clear status.
         assert codes <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, codes
         ok = [o for o in outcomes if o.code == grpc.StatusCode.OK]
+        print(f"container killed mid-load: {sent} sent, {len(ok)} succeeded, {sent - len(ok)} UNAVAILABLE")
         assert ok, "invocations succeed"
         replaced = [
             o
