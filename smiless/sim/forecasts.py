@@ -86,7 +86,8 @@ def truth_timeline(wl: Workload) -> dict[int, Forecast]:
             j += 1
         if j < len(active):
             nxt = active[j]
-            out[m] = Forecast((nxt - m) * wl.slot_s, int(counts[nxt]), 0.0)
+            last = active[j - 1] if j > 0 else m  # an IT counts from the last arrival
+            out[m] = Forecast((nxt - last) * wl.slot_s, int(counts[nxt]), 0.0)
         else:
             out[m] = Forecast(math.inf, 1, 0.0)
     return out

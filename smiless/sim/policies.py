@@ -9,12 +9,14 @@ offset: the reference's ablation, which ignores the cascade); `oracle` is smiles
 next IT and count (reads the future on purpose).
 
 Interface gap in `controller.decide`: it sees instances, not requests. Re-planning on an
-arrival moves the pre-warm window to the *next* arrival, so a pre-warmed downstream instance
-that is idle because the current request's inputs have not reached it yet falls outside the
-window and is stopped ("no arrival"), and that request then cold-starts. Until `decide` takes
-the requests in flight per function (arrived, not yet served there), the smiless policies
-hide such instances from it (`SmilessPolicy.decide`); that is the only thing added around the
-controller.
+arrival moves every function's window to the *next* arrival, so a downstream stage whose
+inputs have not reached it yet loses the window it was pre-warmed for: an idle pre-warmed
+instance is stopped ("no arrival"), and one whose pre-warm time had not come is never
+started; that request then cold-starts. Until `decide` takes the requests in flight per
+function, the smiless policies time each function that requests in flight have yet to pass
+with the plan in force when they arrived, and the others with the new plan
+(`SmilessPolicy.decide`: two calls of the controller on the two halves); that is the only
+thing added around the controller.
 
 **Baselines**, as their papers describe them (smiless-reference.md §7 (a)), without the
 reference artifact's bugs; each simplification is listed in the class docstring. Where a
@@ -105,6 +107,8 @@ class SmilessPolicy(Policy):
             self.plan = self._plan(self.forecasts[self.minute], wl.time_of(last))
         else:
             self.plan = self._plan(Forecast(math.inf), 0.0)
+        self.previous = self.plan
+        """The plan in force when the requests now in flight arrived."""
 
     def _plan(self, forecast: Forecast, now: float) -> Plan:
         plan = self.cache.plan(forecast, now)
@@ -118,19 +122,27 @@ class SmilessPolicy(Policy):
             self.inflight[f] += count
         if minute != self.minute:
             self.minute = minute
+            self.previous = self.plan
             self.plan = self._plan(self.forecasts[minute], now)
 
     def on_served(self, now: float, function: str, batch: int) -> None:
         self.inflight[function] -= batch
 
     def decide(self, now: float, instances: Sequence[InstanceView]) -> Decision:
-        # Interface gap (see the module docstring): an idle instance of a function that
-        # requests already in the DAG have yet to reach is not shown to the controller, so a
-        # plan made for the *next* arrival cannot stop what the current one still needs.
-        inflight = self.inflight
-        if any(inflight.values()):
-            instances = [v for v in instances if not (inflight[v.function] > 0 and _idle(v))]
-        return decide(self.plan, now, instances, active=self.active)
+        busy = {f for f, n in self.inflight.items() if n > 0}
+        if not busy:
+            return decide(self.plan, now, instances, active=self.active)
+        # Interface gap (module docstring): a function that requests in flight have yet to
+        # pass is timed by the plan in force when they arrived, the rest by the new one.
+        old = dataclasses.replace(
+            self.previous, functions={f: fp for f, fp in self.previous.functions.items() if f in busy}
+        )
+        new = dataclasses.replace(
+            self.plan, functions={f: fp for f, fp in self.plan.functions.items() if f not in busy}
+        )
+        d1 = decide(old, now, [v for v in instances if v.function in busy], active=self.active)
+        d2 = decide(new, now, [v for v in instances if v.function not in busy], active=self.active)
+        return Decision(d1.starts + d2.starts, d1.stops + d2.stops, min(d1.wake_at, d2.wake_at))
 
     def shape(self, function: str) -> tuple[str, int]:
         fp = self.plan.functions[function]

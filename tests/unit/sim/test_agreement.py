@@ -1,0 +1,48 @@
+"""The simulator and the planner agree where the model is exact: no noise, σ = 0 inits, and
+the oracle's true forecast, so every stage is pre-warmed to be ready exactly when its inputs
+come and stopped right after serving. Then the simulated cost is the planner's predicted
+cost per invocation times the invocations, and every latency is the planned one."""
+
+from __future__ import annotations
+
+import pytest
+
+from smiless.catalogue import load_catalogue
+from smiless.policy.costmodel import Forecast, Mode
+from smiless.policy.search import fast_plan
+from smiless.sim import Noise, PolicyContext, make_policy, simulate
+from tests.unit.sim.helpers import diamond, periodic
+
+CATALOGUE = load_catalogue()
+
+
+@pytest.mark.parametrize(("every", "sla"), [(10, 3.0), (7, 1.2), (25, 6.0)])
+def test_simulated_cost_equals_predicted_cost(every: int, sla: float) -> None:
+    app = diamond(sla)
+    # history ends 5 minutes (10 s) before the first simulated arrival: every pre-warm lies
+    # inside the simulated window
+    wl = periodic(every, minutes=every * 30, start=every - 5)
+    it = every * wl.slot_s
+    plan = fast_plan(app.dag.functions, app.dag.edges, sla, app.profiles, CATALOGUE, Forecast(it, 1, 0.0))
+    assert plan.feasible
+    assert all(fp.mode is Mode.PREWARM for fp in plan.functions.values())
+    noise = Noise.exact()
+    pol = make_policy("oracle", PolicyContext(app, wl, CATALOGUE, noise))
+    res = simulate([(app, wl, pol)], CATALOGUE, noise=noise)
+    a = res.apps[0]
+    assert a.invocations == wl.invocations > 20
+    assert a.cost == pytest.approx(plan.cost * a.invocations, rel=1e-9)
+    assert a.cold_starts == 0
+    assert max(a.latencies) == pytest.approx(plan.latency_s, rel=1e-9)
+    assert min(a.latencies) == pytest.approx(plan.latency_s, rel=1e-9)
+
+
+def test_noise_breaks_the_agreement() -> None:
+    """The check above can fail: with init noise the same run costs something else."""
+    app = diamond(3.0)
+    wl = periodic(10, minutes=300, start=5)
+    plan = fast_plan(app.dag.functions, app.dag.edges, 3.0, app.profiles, CATALOGUE, Forecast(20.0, 1, 0.0))
+    noisy = Noise(0.2, True)
+    pol = make_policy("oracle", PolicyContext(app, wl, CATALOGUE, noisy))
+    a = simulate([(app, wl, pol)], CATALOGUE, noise=noisy, seed=3).apps[0]
+    assert a.cost != pytest.approx(plan.cost * a.invocations, rel=1e-6)

@@ -1,0 +1,80 @@
+"""The clairvoyant lower bound: its arithmetic on a case worked by hand, and the property that
+no policy's simulated cost is ever below it (for the requests that met the SLA in that run;
+for a run without violations, all of them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smiless.catalogue import Kind, load_catalogue
+from smiless.policy.workflow import Dag
+from smiless.sim import (
+    POLICIES,
+    Noise,
+    PolicyContext,
+    SimApp,
+    Workload,
+    load_app,
+    lower_bound,
+    make_policy,
+    simulate,
+)
+from smiless.sim.lowerbound import function_bounds
+from tests.unit.sim.helpers import diamond, exact_profile
+
+CATALOGUE = load_catalogue()
+ONE_CPU = {"cpu-1": CATALOGUE["cpu-1"], "cpu-2": CATALOGUE["cpu-2"]}
+
+
+def test_bound_by_hand() -> None:
+    """One function, T(1, 1 core) = 0.5 s, T(1, 2 cores) = 0.3 s, init 2 s, SLA 1 s: both
+    configs are allowed, p = cpu-1's price, s = 0.3, I = 2, slack = 1 - 0.3 = 0.7. Arrivals at
+    0, 0.5, 10 and 11: gaps after slack are 0, 9.3 (capped at s + I = 2.3) and 0.3."""
+    prof = {"f": {"cpu": exact_profile(Kind.CPU, 0.4, 1.0, 0.1, 2.0)}}
+    app = SimApp("one", 1.0, Dag.of(["f"], []), prof)
+    (_p, s, init, slack) = function_bounds(app, ONE_CPU, Noise.exact())["f"]  # type: ignore[misc]
+    assert (s, init) == pytest.approx((0.3, 2.0))
+    assert slack == pytest.approx(0.7)
+    expected = CATALOGUE["cpu-1"].price_per_second * (2.3 + 0.0 + 2.3 + 0.3)
+    assert lower_bound(app, [0.0, 0.5, 10.0, 11.0], ONE_CPU, Noise.exact()) == pytest.approx(expected)
+
+
+def test_unreachable_sla_bounds_nothing_and_a_tighter_sla_bounds_more() -> None:
+    app = diamond(3.0)
+    times = [float(t) for t in range(0, 200, 7)]
+    loose = lower_bound(app.with_sla(6.0), times, CATALOGUE, Noise())
+    tight = lower_bound(app.with_sla(1.0), times, CATALOGUE, Noise())
+    assert tight > loose > 0.0
+    assert lower_bound(app.with_sla(0.01), times, CATALOGUE, Noise()) == 0.0
+
+
+APP = load_app("image-query")
+# the smiless family with a cheap predictor (the LSTM is exercised by the benchmark)
+CHEAP = {"smiless": "moving-average", "smiless-homo": "last-value", "smiless-no-dag": "moving-average"}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    policy=st.sampled_from(sorted(POLICIES)),
+    sla=st.sampled_from([1.0, 2.0, 4.0, 6.0]),
+    seed=st.integers(0, 2**16),
+    spread=st.sampled_from(["together", "poisson"]),
+    noisy=st.booleans(),
+)
+def test_no_policy_beats_the_bound(policy: str, sla: float, seed: int, spread: str, noisy: bool) -> None:
+    rng = np.random.default_rng(seed)
+    busy = rng.uniform(0.1, 0.7)
+    counts = (rng.uniform(size=140) < busy) * rng.integers(1, 6, size=140)
+    wl = Workload(counts.astype(np.int64), 70, 2.0, spread, seed)  # type: ignore[arg-type]
+    app = APP.with_sla(sla)
+    noise = Noise(0.1) if noisy else Noise.exact()
+    kwargs = {"predictor": CHEAP[policy]} if policy in CHEAP else {}
+    pol = make_policy(policy, PolicyContext(app, wl, CATALOGUE, noise), **kwargs)
+    a = simulate([(app, wl, pol)], CATALOGUE, noise=noise, seed=seed).apps[0]
+    assert a.cost >= lower_bound(app, a.met_arrivals, CATALOGUE, noise) * (1 - 1e-9)
+    if a.violations == 0:
+        everyone = [t for t, _, n in wl.arrival_groups() for _ in range(n)]
+        assert a.cost >= lower_bound(app, everyone, CATALOGUE, noise) * (1 - 1e-9)
