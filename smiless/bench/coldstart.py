@@ -3,7 +3,7 @@
 For each (model, config): N cold starts of a real worker container, timed per phase (the
 backend's container create/start plus the worker's own phases), and, in the same run, the
 floor: N bare containers of the same image and limits that only import torch and build the
-same model, timed from create to exit. overhead_ratio = total p50 / floor p50 says what our
+same model (with its transformers modules), timed from create until the model is built. overhead_ratio = total p50 / floor p50 says what our
 worker adds (gRPC server, warm-up inference, health check) on top of the unavoidable part.
 """
 
