@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     metrics_port_offset: int = Field(
         1000, ge=0, description="Prometheus endpoint port = the service's gRPC port + this; 0 disables."
     )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Metrics port of the service this process runs; 0: port + offset."
+    )
     metrics_refresh_s: float = Field(
         5.0, gt=0, description="How often the optimizer's endpoint re-reads instances and lifetimes."
     )

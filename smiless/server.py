@@ -296,7 +296,7 @@ class ShellInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 def interceptors(settings: Settings, service: str, public: bool) -> list[grpc.aio.ServerInterceptor]:
     """The shell's interceptor for one server, or none when it would do nothing."""
-    recorder = metrics.RpcRecorder(service) if settings.metrics_port_offset else None
+    recorder = metrics.RpcRecorder(service) if metrics_port(service, settings) else None
     tokens = security.TokenPolicy.from_settings(settings) if public else None
     limit = int(settings.max_request_mb * 2**20) if public else None
     if recorder is None and (tokens is None or not tokens.enabled) and limit is None:
@@ -319,18 +319,29 @@ async def _watch_redis(store: Store, health: HealthServicer, names: list[str], i
             logs.event(log, "redis reachable again" if ok else "redis lost", logging.WARNING, url=store.url)
 
 
-def _metrics_endpoint(name: str, settings: Settings) -> metrics.Endpoint | None:
-    """Start the Prometheus endpoint on the gRPC port + offset (None when disabled)."""
+def metrics_port(name: str, settings: Settings) -> int | None:
+    """The Prometheus port of this process's service; None when metrics are off."""
+    if settings.metrics_port:
+        return settings.metrics_port
     if not settings.metrics_port_offset:
         return None
-    port = settings.service_port(name) + settings.metrics_port_offset
+    return settings.service_port(name) + settings.metrics_port_offset
+
+
+def _metrics_endpoint(name: str, settings: Settings) -> metrics.Endpoint | None:
+    """Start the Prometheus endpoint. A port that cannot be bound is logged as an error and
+    the service goes on without it: observability must not take serving down."""
+    port = metrics_port(name, settings)
+    if port is None:
+        return None
     try:
         if port > 65535:
             raise OSError(f"port {port} is over 65535 (SMILESS_METRICS_PORT_OFFSET)")
         return metrics.Endpoint(settings.host, port)
     except OSError as exc:
         print(f"smiless {name}: cannot serve metrics on {settings.host}:{port}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+        logs.event(log, "metrics endpoint unavailable", logging.ERROR, port=port, error=str(exc))
+        return None
 
 
 async def serve(service: Service, settings: Settings, store: Store) -> None:

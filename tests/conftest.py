@@ -60,7 +60,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The whole embedded stack (its own Redis and four services), shared by a session."""
     data = tmp_path_factory.mktemp("stack")
     s = LocalStack(
-        data, ports={n: free_port() for n in SERVICE_NAMES}, extra_env={"SMILESS_LOG_FORMAT": "json"}
+        data,
+        ports={n: free_port() for n in SERVICE_NAMES},
+        extra_env={"SMILESS_LOG_FORMAT": "json"},
+        metrics_ports={n: free_port() for n in SERVICE_NAMES},  # not port + 1000: it may be taken
     )
     s.start()
     yield s

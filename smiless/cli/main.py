@@ -171,7 +171,8 @@ def up(
         table.add_column(col)
     table.add_row("redis", str(stack.redis_url), "", str(data_dir / "redis"))
     for name, addr in stack.addresses.items():
-        metrics = f"127.0.0.1:{stack.ports[name] + offset}" if offset else "off"
+        port = (stack.metrics_ports or {}).get(name) or (stack.ports[name] + offset if offset else 0)
+        metrics = f"127.0.0.1:{port}" if port else "off"
         table.add_row(name, addr, metrics, str(stack.log_path(name)))
     console.print(table)
     stopping = False

@@ -97,6 +97,8 @@ class LocalStack:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Prometheus port per service (SMILESS_METRICS_PORT of each process); unset: port + offset.
+    metrics_ports: dict[str, int] | None = None
 
     @property
     def addresses(self) -> dict[str, str]:
@@ -124,7 +126,9 @@ class LocalStack:
             with open(self.log_path(name), "wb") as log:  # the child keeps its own descriptor
                 self.procs[name] = subprocess.Popen(
                     [sys.executable, "-m", "smiless", "serve", name],
-                    env=env,
+                    env={**env, "SMILESS_METRICS_PORT": str(self.metrics_ports[name])}
+                    if self.metrics_ports
+                    else env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
