@@ -603,7 +603,8 @@ def plot_timeline(
     report: ReplayReport, outcomes: Sequence[Outcome], sla_s: dict[str, float], out: Path
 ) -> None:
     """Two panels over the replay: each app's cumulative cost (the gateway's cost series) and
-    every invocation's end-to-end latency (dots; x: failed) against its SLA (dashed)."""
+    every invocation's end-to-end latency (dots; x: failed, at the client's time to the error)
+    against its SLA (dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -632,7 +633,7 @@ def plot_timeline(
         if bad:
             ax_lat.scatter(
                 [o.sent_at or 0.0 for o in bad],
-                [sla] * len(bad),
+                [(o.done_at or 0.0) - (o.sent_at or 0.0) for o in bad],
                 marker="x",
                 color="red",
                 s=20,
