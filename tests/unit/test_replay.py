@@ -9,8 +9,9 @@ from dataclasses import replace
 import pytest
 
 from smiless import replay
+from smiless.cli.demo import DEMO_MINUTES, DEMO_ROWS, DEMO_START_MINUTE, default_trace
 from smiless.replay import NOT_SENT, OK, Outcome, Result, Send, Workload
-from smiless.trace import parse_trace
+from smiless.trace import load_trace, parse_trace
 
 TRACE = """HashFunction,HashApp,HashOwner,minute_1,minute_2,minute_3,minute_4,minute_5
 fa,aa,oa,2,0,1,4,0
@@ -244,3 +245,21 @@ def test_fidelity_pairs_apps_with_both_reports() -> None:
         [replace(a, gateway=gateway_figures(1.0, 0, 1)) for a in report.apps],
     )
     assert [f.app for f in replay.fidelity(with_gateway, sim)] == ["a"]
+
+
+# --- the demo's fixed window -----------------------------------------------------------------
+@pytest.mark.skipif(not default_trace().exists(), reason="Azure sample not beside the checkout")
+def test_demo_window_is_the_documented_one() -> None:
+    """The rows and counts that smiless/cli/demo.py's docstring (and the README) promise."""
+    trace = load_trace(default_trace())
+    documented = {
+        "voice-assistant": (54, (1, 2, 3, 0, 8, 1, 2, 3, 0, 8)),
+        "amber-alert": (575, (0, 1, 1, 1, 3, 1, 1, 2, 2, 1)),
+        "image-query": (265, (2, 1, 2, 1, 1, 1, 2, 2, 0, 2)),
+    }
+    assert set(DEMO_ROWS) == set(documented)
+    for app, (index, counts) in documented.items():
+        fn = replay.select_row(trace, DEMO_ROWS[app])
+        assert fn is trace.functions[index]
+        w = replay.make_workload(app, fn, DEMO_START_MINUTE, DEMO_MINUTES)
+        assert w.counts == counts
