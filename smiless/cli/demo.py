@@ -4,8 +4,9 @@ It brings up the embedded stack (or uses one already serving on the configured a
 registers the three reference apps, profiles every model that has no profile yet (resumable,
 with progress), loads each app's arrival history from the trace (the two trace hours before
 the window, compressed, ending now) so the predictor and the controller start from the
-trace's rhythm, waits (up to 60 s) until the controller has every function's instance ready
-(the reference's load generator slept 15 s; cold starts here take longer), replays a fixed
+trace's rhythm, waits (up to 120 s, the worker start timeout) until the controller has
+every function's instance ready (the reference's load generator slept 15 s; cold starts here
+take longer), replays a fixed
 window of the Azure sample against the three apps at once, and ends with the report and a
 PNG of cost and latency over time.
 
@@ -200,7 +201,7 @@ def demo(
     ] = 120,
     warmup: Annotated[
         float, typer.Option(help="Longest wait after loading the history for instances to be ready (s).")
-    ] = 60.0,
+    ] = 120.0,
     trace: Annotated[
         Path | None, typer.Option(help="Azure invocations CSV (default: the shared sample).")
     ] = None,
