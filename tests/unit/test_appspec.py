@@ -40,6 +40,8 @@ MALFORMED: list[tuple[str, AppSpec, str]] = [
     ("zero sla", spec(CHAIN, [("a", "b")], sla=0.0), "sla"),
     ("negative sla", spec(CHAIN, [("a", "b")], sla=-1.0), "sla"),
     ("unknown model", spec([("a", "resnet-9000")], []), "functions[0].model"),
+    ("unreadable torchscript", spec([("a", "torchscript:/nonexistent/m.pt")], []), "functions[0].model"),
+    ("relative torchscript", spec([("a", "torchscript:m.pt")], []), "functions[0].model"),
     ("self loop", spec([("a", "translation")], [("a", "a")]), "edges[0]"),
     ("bad app name", spec(CHAIN, [("a", "b")], name="Bad Name"), "name"),
     ("no functions", spec([], []), "functions"),
