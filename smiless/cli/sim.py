@@ -155,6 +155,7 @@ def bench_policies(
         str, typer.Option(help="Comma-separated app counts for the scale run (e.g. 10,100,1000).")
     ] = "",
     scale_minutes: Annotated[int, typer.Option(help="Simulated trace minutes of the scale run.")] = 1440,
+    scale_policy: Annotated[str, typer.Option(help="Policy of the scale run.")] = "smiless",
     seed: Annotated[int, typer.Option()] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -168,6 +169,8 @@ def bench_policies(
     for p in names:
         if p not in POLICY_NAMES:
             fail(f"--policies: unknown policy {p!r}")
+    if scale_policy not in POLICY_NAMES or scale_policy == "lower-bound":
+        fail(f"--scale-policy: unknown policy {scale_policy!r}")
     try:
         sla_list = [float(s) for s in slas.split(",") if s.strip()]
         counts = [int(s) for s in scale.split(",") if s.strip()]
@@ -208,7 +211,9 @@ def bench_policies(
                 bar.update(task, description=what)
                 bar.advance(task)
 
-            result["scale"] = bp.run_scale(counts, minutes=scale_minutes, seed=seed, progress=sstep)
+            result["scale"] = bp.run_scale(
+                counts, policy=scale_policy, minutes=scale_minutes, seed=seed, progress=sstep
+            )
     if as_json:
         print_json(result)
         return

@@ -28,12 +28,19 @@ apart. Charge, at p per second, only moments when an allowed instance is certain
 next service's start, the instance that serves next: it is alive from its start command,
 which is at least I before it serves, so it is alive in that gap for at least
 min(gap, I); (3) the first server's init, I, before τ_1. These charged intervals are disjoint
-in time, so the cost is at least p x their total length. Between consecutive starts that is
-h(d) = min(d, s) + min(max(0, d - s), I) = min(d, s + I), non-decreasing, so
+in time, so the cost is at least p x their total length, p · (I + s + Σ_i h(d_i)) with
+h(d) = min(d, s) + min(max(0, d - s), I) = min(d, K), K = s + I.
 
-    cost_f >= p · ( I + s + Σ_i min(max(0, a_{i+1} - a_i - σ_f), s + I) ),
+h is concave with h(0) = 0, hence subadditive: for any chain of requests i_1 < i_2 < ... the
+consecutive gaps between two chain members add up to their distance, so Σ_i h(d_i) >=
+Σ_k h(τ_{i_{k+1}} - τ_{i_k}) >= Σ_k h(max(0, a_{i_{k+1}} - a_{i_k} - σ_f)) (windows, h
+non-decreasing). The bound takes the best chain (a dynamic programme over the arrivals):
 
-and the app's bound is the sum over its functions (instances serve one function). Every
+    cost_f >= p · ( I + s + max over chains Σ_k min(max(0, a_{i_{k+1}} - a_{i_k} - σ_f), K) ).
+
+(Adjacent requests alone give Σ_i h(max(0, Δa_i - σ_f)), which is ~0 when arrivals come more
+often than σ_f; a chain that skips requests keeps their spread.) The app's bound is the sum
+over its functions (instances serve one function). Every
 term is charged inside the cost window [0, last arrival + sla]. It is a relaxation in every
 direction: batching is free, several instances at once are charged as one, an init is as
 short as the model allows, the price is the cheapest that could meet the SLA, and each
@@ -101,7 +108,7 @@ def lower_bound(
 ) -> float:
     """The cost no policy can go below while the requests arriving at `arrivals` meet the SLA
     (derivation in the module docstring)."""
-    times = sorted(arrivals)
+    times = sorted(set(arrivals))  # requests arriving together are one point of a chain
     if not times:
         return 0.0
     total = 0.0
@@ -110,12 +117,29 @@ def lower_bound(
             continue
         p, s, init, slack = bound
         cap = s + init
-        acc = cap
-        prev = times[0]
-        for t in times[1:]:
-            d = t - prev - slack
-            if d > 0.0:
-                acc += d if d < cap else cap
-            prev = t
-        total += p * acc
+        total += p * (cap + best_chain(times, slack, cap))
     return total
+
+
+def best_chain(times: list[float], slack: float, cap: float) -> float:
+    """max over chains of sorted `times` of Σ min(max(0, gap - slack), cap), in O(n·w) with w
+    the arrivals within `slack + cap` of one another: links longer than that pay `cap`
+    whatever they are, so only the best chain value before them matters (a prefix maximum)."""
+    n = len(times)
+    best = [0.0] * n
+    prefix = [0.0] * n
+    lo = 0  # times[:lo] are at least slack + cap before times[j]: their links pay cap
+    for j in range(n):
+        t = times[j]
+        while lo < j and times[lo] <= t - slack - cap:
+            lo += 1
+        b = prefix[lo - 1] + cap if lo > 0 else 0.0
+        i = lo
+        while i < j and times[i] < t - slack:
+            v = best[i] + (t - times[i] - slack)
+            if v > b:
+                b = v
+            i += 1
+        best[j] = b
+        prefix[j] = b if j == 0 or b > prefix[j - 1] else prefix[j - 1]
+    return prefix[-1]

@@ -109,6 +109,7 @@ class SmilessPolicy(Policy):
             self.plan = self._plan(Forecast(math.inf), 0.0)
         self.previous = self.plan
         """The plan in force when the requests now in flight arrived."""
+        self._split: tuple[tuple[int, int, frozenset[str]], Plan, Plan] | None = None
 
     def _plan(self, forecast: Forecast, now: float) -> Plan:
         plan = self.cache.plan(forecast, now)
@@ -134,12 +135,16 @@ class SmilessPolicy(Policy):
             return decide(self.plan, now, instances, active=self.active)
         # Interface gap (module docstring): a function that requests in flight have yet to
         # pass is timed by the plan in force when they arrived, the rest by the new one.
-        old = dataclasses.replace(
-            self.previous, functions={f: fp for f, fp in self.previous.functions.items() if f in busy}
-        )
-        new = dataclasses.replace(
-            self.plan, functions={f: fp for f, fp in self.plan.functions.items() if f not in busy}
-        )
+        key = (id(self.previous), id(self.plan), frozenset(busy))
+        if self._split is None or self._split[0] != key:
+            old = dataclasses.replace(
+                self.previous, functions={f: fp for f, fp in self.previous.functions.items() if f in busy}
+            )
+            new = dataclasses.replace(
+                self.plan, functions={f: fp for f, fp in self.plan.functions.items() if f not in busy}
+            )
+            self._split = (key, old, new)
+        _, old, new = self._split
         d1 = decide(old, now, [v for v in instances if v.function in busy], active=self.active)
         d2 = decide(new, now, [v for v in instances if v.function not in busy], active=self.active)
         return Decision(d1.starts + d2.starts, d1.stops + d2.stops, min(d1.wake_at, d2.wake_at))

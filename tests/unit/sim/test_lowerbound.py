@@ -22,7 +22,7 @@ from smiless.sim import (
     make_policy,
     simulate,
 )
-from smiless.sim.lowerbound import function_bounds
+from smiless.sim.lowerbound import best_chain, function_bounds
 from tests.unit.sim.helpers import diamond, exact_profile
 
 CATALOGUE = load_catalogue()
@@ -40,6 +40,29 @@ def test_bound_by_hand() -> None:
     assert slack == pytest.approx(0.7)
     expected = CATALOGUE["cpu-1"].price_per_second * (2.3 + 0.0 + 2.3 + 0.3)
     assert lower_bound(app, [0.0, 0.5, 10.0, 11.0], ONE_CPU, Noise.exact()) == pytest.approx(expected)
+
+
+def test_a_chain_keeps_the_spread_of_frequent_arrivals() -> None:
+    """Arrivals every 2 s with 3 s of slack: adjacent pairs bound nothing, but the chain
+    2 -> 8 -> 14 -> 20 (or 0 -> 6 -> 12 -> 18) is 6 s apart each link: 3 x min(6 - 3, K = 2.3)."""
+    times = [float(t) for t in range(0, 21, 2)]
+    assert best_chain(times, 3.0, 2.3) == pytest.approx(3 * 2.3)
+    assert best_chain(times, 0.5, 2.3) == pytest.approx(10 * 1.5)  # every link: 2 - 0.5
+    assert best_chain([5.0], 1.0, 2.0) == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0, 100), min_size=1, max_size=9, unique=True), st.floats(0, 5), st.floats(0.1, 5))
+def test_best_chain_is_the_best_of_every_chain(times: list[float], slack: float, cap: float) -> None:
+    import itertools
+
+    ts = sorted(times)
+    brute = 0.0
+    for r in range(1, len(ts) + 1):
+        for chain in itertools.combinations(ts, r):
+            v = sum(min(max(0.0, b - a - slack), cap) for a, b in itertools.pairwise(chain))
+            brute = max(brute, v)
+    assert best_chain(ts, slack, cap) == pytest.approx(brute)
 
 
 def test_unreachable_sla_bounds_nothing_and_a_tighter_sla_bounds_more() -> None:
