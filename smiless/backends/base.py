@@ -19,6 +19,14 @@ class ModelError(BackendError):
     request is wrong, not the backend (callers answer INVALID_ARGUMENT)."""
 
 
+EXIT_BAD_MODEL = 2  # the worker's exit code when it cannot load its model (smiless/worker/__main__.py)
+
+
+def start_error(message: str, exit_code: int | None) -> BackendError:
+    """The error of a failed start: a ModelError when the worker exited refusing its model."""
+    return ModelError(message) if exit_code == EXIT_BAD_MODEL else BackendError(message)
+
+
 def check_model(model: str) -> zoo.ModelSpec:
     """The model's contract, or ModelError saying why there is none (before anything starts)."""
     try:

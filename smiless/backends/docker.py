@@ -29,7 +29,14 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
 from smiless import zoo
-from smiless.backends.base import AdoptedWorker, BackendError, ExitWatch, StartedWorker, check_model
+from smiless.backends.base import (
+    AdoptedWorker,
+    BackendError,
+    ExitWatch,
+    StartedWorker,
+    check_model,
+    start_error,
+)
 from smiless.backends.process import init_phases, wait_serving
 from smiless.catalogue import HardwareConfig, Kind
 
@@ -140,9 +147,12 @@ class DockerBackend(ExitWatch):
             phases = await init_phases(address)
         except (BackendError, APIError, Exception) as exc:
             logs = await asyncio.to_thread(self._logs, container)
+            watch = self.exits.get(instance_id)
+            exited = watch is not None and watch.done() and not watch.cancelled() and not watch.exception()
+            exit_code = watch.result() if watch is not None and exited else None
             await self.stop(instance_id)
-            raise BackendError(
-                f"{model} on {config.name}: {exc}" + (f" (log: {logs})" if logs else "")
+            raise start_error(
+                f"{model} on {config.name}: {exc}" + (f" (log: {logs})" if logs else ""), exit_code
             ) from exc
         ready = time.time()
         # The worker measured process_start from `spawned`; split off what the engine took.

@@ -20,7 +20,14 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from smiless.backends.base import AdoptedWorker, BackendError, ExitWatch, StartedWorker, check_model
+from smiless.backends.base import (
+    AdoptedWorker,
+    BackendError,
+    ExitWatch,
+    StartedWorker,
+    check_model,
+    start_error,
+)
 from smiless.catalogue import HardwareConfig, Kind
 from smiless.v1 import worker_pb2, worker_pb2_grpc
 
@@ -137,10 +144,11 @@ class ProcessBackend(ExitWatch):
             await wait_serving(address, spawned + self.start_timeout_s, self.exits[instance_id])
             phases = await init_phases(address)
         except (BackendError, grpc.aio.AioRpcError) as exc:
+            exit_code = proc.returncode
             await self.stop(instance_id)
             tail = self._log_tail(instance_id)
-            raise BackendError(
-                f"{model} on {config.name}: {exc}" + (f" (log: {tail})" if tail else "")
+            raise start_error(
+                f"{model} on {config.name}: {exc}" + (f" (log: {tail})" if tail else ""), exit_code
             ) from exc
         ready = time.time()
         return StartedWorker(instance_id, address, spawned, ready, phases)

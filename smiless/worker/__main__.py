@@ -25,12 +25,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from smiless import zoo
+    from smiless.backends.base import EXIT_BAD_MODEL
 
     try:
         zoo.resolve(args.model)  # unknown name, unreadable TorchScript file: say so and exit 2
     except zoo.ZooError as exc:
         print(f"smiless-worker: --model: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_MODEL) from None
     spawned = float(os.environ.get("SMILESS_WORKER_SPAWNED_AT", STARTED))
     from smiless.worker.server import run
 
@@ -40,7 +41,7 @@ def main() -> None:
         )
     except zoo.ZooError as exc:  # the file was readable but torch cannot load it
         print(f"smiless-worker: --model: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_MODEL) from None
     # Served and drained: skip the interpreter's teardown of torch and transformers (seconds
     # on a loaded machine, which a stop deadline would otherwise turn into a SIGKILL).
     sys.stdout.flush()

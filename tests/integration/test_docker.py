@@ -163,7 +163,7 @@ async def test_model_file_the_worker_cannot_read_fails_the_start(
     path = tmp_path / "private.pt"
     name = save(Affine(), path)
     path.chmod(0o600)
-    with pytest.raises(BackendError, match=r"cannot read TorchScript file.*Permission denied"):
+    with pytest.raises(ModelError, match=r"cannot read TorchScript file.*Permission denied"):
         await backend.start("test-private", name, load_catalogue()["cpu-1"])
     assert _smiless_containers() == []
 

@@ -178,7 +178,7 @@ async def test_file_torch_cannot_load_fails_the_start_with_the_reason(
     with zipfile.ZipFile(fake, "w") as z:
         z.writestr("m/data.pkl", "junk")
         z.writestr(f"m/extra/{zoo.CONTRACT_FILE}", zoo.contract_json(VEC, VEC))
-    with pytest.raises(BackendError, match=r"exited with code 2.*cannot load TorchScript"):
+    with pytest.raises(ModelError, match=r"exited with code 2.*cannot load TorchScript"):
         await backend.start("test-fake", f"torchscript:{fake}", load_catalogue()["cpu-1"])
 
 
