@@ -1,14 +1,15 @@
 """`smiless demo`: the main job in one command.
 
 It brings up the embedded stack (or uses one already serving on the configured addresses),
-registers the three reference apps, profiles every model that has no profile yet (resumable,
-with progress), loads each app's arrival history from the trace (the two trace hours before
-the window, compressed, ending now) so the predictor and the controller start from the
-trace's rhythm, waits (up to 120 s, the worker start timeout) until the controller has
-every function's instance ready (the reference's load generator slept 15 s; cold starts here
-take longer), replays a fixed
-window of the Azure sample against the three apps at once, and ends with the report and a
-PNG of cost and latency over time.
+profiles every model of the three reference apps that has no profile yet (resumable, with
+progress; the apps are unregistered meanwhile so that no controller warms them while the
+profiler measures), registers the apps, loads each app's arrival history from the trace (the
+two trace hours before the window, compressed, ending now) so the predictor and the
+controller start from the trace's rhythm, waits (up to 120 s, the worker start timeout)
+until the controller has every function's instance ready (the reference's load generator
+slept 15 s; cold starts here take longer), replays a fixed window of the Azure sample
+against the three apps at once, and ends with the report and a PNG of cost and latency over
+time.
 
 The window (fixed, so runs compare): trace minutes 600-609 (10:00-10:10 of the sample's day),
 one trace minute = 2 s, invocations of a minute sent together. The rows were picked from
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -87,8 +89,10 @@ def profile_missing(
     batch_sizes: list[int],
     out: Console,
     show_progress: bool,
+    before: Callable[[], None] | None = None,
 ) -> dict[str, str]:
-    """Profile each model without a stored profile; return model -> what happened.
+    """Profile each model without a stored profile (after calling `before`, when there is
+    one to profile); return model -> what happened.
 
     A fit whose held-out MAPE is over the threshold is stored anyway (force) and said so:
     the demo's plans need a profile, and the note keeps it honest."""
@@ -110,6 +114,8 @@ def profile_missing(
                 missing.append(m)
         if not missing:
             return done
+        if before is not None:
+            before()
         out.print(f"profiling {len(missing)} model(s) without a profile: {', '.join(missing)}")
         with Progress(*columns, console=out, transient=True, disable=not show_progress) as bar:
             overall = bar.add_task("models", total=len(missing))
@@ -265,22 +271,33 @@ def demo(
         specs = [appspec.load_file(p) for p in appspec.example_paths()]
         with security.gateway_channel(settings, addresses["gateway"]) as ch:
             gw = gateway_pb2_grpc.GatewayStub(ch)
+
+            def unregister() -> None:
+                """Profiles are measured on a quiet host: no controller warming these apps."""
+                for spec in specs:
+                    try:
+                        gw.DeleteApp(gateway_pb2.DeleteAppRequest(name=spec.name), timeout=10)
+                    except grpc.RpcError as exc:
+                        if exc.code() != grpc.StatusCode.NOT_FOUND:
+                            raise
+
+            profiled: dict[str, str] = {}
+            if not skip_profiling:
+                profiled = profile_missing(
+                    addresses["profiler"],
+                    models_of(specs),
+                    [c for c in profile_configs.split(",") if c],
+                    cold_starts,
+                    batches,
+                    out,
+                    not as_json,
+                    before=unregister,
+                )
             for spec in specs:
                 gw.RegisterApp(
                     gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True), timeout=10
                 )
         out.print(f"registered {', '.join(f'{s.name} (SLA {s.sla_s:g} s)' for s in specs)}")
-        profiled: dict[str, str] = {}
-        if not skip_profiling:
-            profiled = profile_missing(
-                addresses["profiler"],
-                models_of(specs),
-                [c for c in profile_configs.split(",") if c],
-                cold_starts,
-                batches,
-                out,
-                not as_json,
-            )
         history = load_history(addresses["predictor"], rows, slot_seconds, DEMO_START_MINUTE, history_minutes)
         out.print(
             "history loaded: "
