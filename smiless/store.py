@@ -94,6 +94,17 @@ class InvocationRecord:
     request_id: str
 
 
+def _invocation(row: tuple[bytes, dict[bytes, bytes]]) -> InvocationRecord:
+    entry_id, f = row
+    return InvocationRecord(
+        at=int(entry_id.split(b"-")[0]) / 1000.0,
+        latency_ms=float(f[b"latency_ms"]),
+        sla_met=f[b"sla_met"] == b"1",
+        cold=f[b"cold"] == b"1",
+        request_id=f[b"request_id"].decode(),
+    )
+
+
 class Store:
     """Typed access to everything smiless keeps in Redis."""
 
@@ -317,21 +328,33 @@ class Store:
         ]
 
     async def invocations(
-        self, app: str, start: float | None = None, end: float | None = None
+        self, app: str, start: float | None = None, end: float | None = None, page: int = 5_000
     ) -> list[InvocationRecord]:
+        """Records in [start, end], oldest first. Read `page` entries per round trip: one
+        XRANGE of 100k entries outlasts the socket timeout and blocks the caller's loop."""
         lo = str(int(start * 1000)) if start is not None else "-"
         hi = str(int(end * 1000)) if end is not None else "+"
-        rows = await self.redis.xrange(invocations_key(app), lo, hi)
-        out = []
-        for entry_id, f in rows:
-            ms = int(entry_id.split(b"-")[0])
-            out.append(
-                InvocationRecord(
-                    at=ms / 1000.0,
-                    latency_ms=float(f[b"latency_ms"]),
-                    sla_met=f[b"sla_met"] == b"1",
-                    cold=f[b"cold"] == b"1",
-                    request_id=f[b"request_id"].decode(),
-                )
-            )
-        return out
+        out: list[InvocationRecord] = []
+        while True:
+            rows = await self.redis.xrange(invocations_key(app), lo, hi, count=page)
+            out += map(_invocation, rows)
+            if len(rows) < page:
+                return out
+            lo = "(" + rows[-1][0].decode()  # after the last entry read (exclusive, Redis >= 6.2)
+
+    async def recent_invocations(
+        self, app: str, since: float, limit: int, page: int = 5_000
+    ) -> list[InvocationRecord]:
+        """The newest records at or after `since`, at most `limit` of them, oldest first
+        (a bounded read for status figures, newest first in pages)."""
+        hi, lo = "+", str(int(since * 1000))
+        newest_first: list[InvocationRecord] = []
+        while len(newest_first) < limit:
+            want = min(page, limit - len(newest_first))
+            rows = await self.redis.xrevrange(invocations_key(app), hi, lo, count=want)
+            newest_first += map(_invocation, rows)
+            if len(rows) < want:
+                break
+            hi = "(" + rows[-1][0].decode()
+        newest_first.reverse()
+        return newest_first

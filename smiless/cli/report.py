@@ -158,7 +158,7 @@ def render_status(resp: gateway_pb2.GetStatusResponse) -> RenderableType:
             win.add_row(
                 a.name,
                 _label(secs(w.window)),
-                str(w.invocations),
+                f"{w.invocations}{' (latest)' if w.sampled else ''}",
                 f"{w.rate:.2f}",
                 _ms(w.p50_latency),
                 _ms(w.p99_latency),

@@ -486,6 +486,7 @@ class WindowStats(_message.Message):
     SLA_VIOLATIONS_FIELD_NUMBER: _builtins.int
     SLA_VIOLATION_RATIO_FIELD_NUMBER: _builtins.int
     COLD_INVOCATIONS_FIELD_NUMBER: _builtins.int
+    SAMPLED_FIELD_NUMBER: _builtins.int
     invocations: _builtins.int
     rate: _builtins.float
     """Invocations per second over the window."""
@@ -495,6 +496,10 @@ class WindowStats(_message.Message):
     """sla_violations / invocations; 0 without invocations."""
     cold_invocations: _builtins.int
     """Invocations in which some stage met an instance that was not ready."""
+    sampled: _builtins.bool
+    """The window held more invocations than a status reads (the most recent 20,000 per app):
+    the figures are over those, and `rate` is their count over the time they span.
+    """
     @_builtins.property
     def window(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -512,10 +517,11 @@ class WindowStats(_message.Message):
         sla_violations: _builtins.int = ...,
         sla_violation_ratio: _builtins.float = ...,
         cold_invocations: _builtins.int = ...,
+        sampled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cold_invocations", b"cold_invocations", "invocations", b"invocations", "p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "rate", b"rate", "sla_violation_ratio", b"sla_violation_ratio", "sla_violations", b"sla_violations", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cold_invocations", b"cold_invocations", "invocations", b"invocations", "p50_latency", b"p50_latency", "p99_latency", b"p99_latency", "rate", b"rate", "sampled", b"sampled", "sla_violation_ratio", b"sla_violation_ratio", "sla_violations", b"sla_violations", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

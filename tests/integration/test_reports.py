@@ -21,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from smiless import appspec, tensors, zoo
 from smiless.cli.stack import LocalStack
 from smiless.protoutil import set_seconds
+from smiless.store import InvocationRecord, Store
 from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 APP = "report-chain"
@@ -254,3 +255,22 @@ def test_watch_refreshes_until_interrupted(stack: LocalStack, invoked: float, co
         code = proc.wait(30)
     assert code == 0, "Ctrl-C ends the watch cleanly"
     assert all(APP in {a.get("name", a.get("app")) for a in d["apps"]} for d in docs)
+
+
+async def test_store_reads_invocations_in_pages(redis_url: str) -> None:
+    """Paged reads return every record once, in order; the capped read the newest ones."""
+    store = Store(redis_url)
+    try:
+        records = [
+            InvocationRecord(1_700_000_000 + i * 0.01, float(i), i % 3 != 0, False, f"r{i}")
+            for i in range(50)
+        ]
+        await store.record_invocations("paged", records, 1000)
+        got = await store.invocations("paged", page=7)
+        assert [r.request_id for r in got] == [r.request_id for r in records]
+        recent = await store.recent_invocations("paged", 0.0, limit=20, page=7)
+        assert [r.request_id for r in recent] == [r.request_id for r in records[-20:]]
+        since = await store.recent_invocations("paged", records[45].at, limit=20, page=7)
+        assert [r.request_id for r in since] == [r.request_id for r in records[45:]]
+    finally:
+        await store.close()

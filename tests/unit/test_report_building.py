@@ -75,3 +75,14 @@ def test_cli_times() -> None:
     for bad in ("0s", "-5m", "soon"):
         with pytest.raises(typer.Exit):
             parse_duration(bad, "--step")
+
+
+def test_windows_past_a_capped_read_are_sampled() -> None:
+    app = gateway_pb2.App(spec=common_pb2.AppSpec(name="a"))
+    now = 1000.0
+    records = [_rec(now - 40 + i, 10 + i) for i in range(40)]  # the newest 40 only, 40 s
+    st = reports.app_status(app, [], records, None, [30.0, 300.0], now, complete=False)
+    short, long = st.windows
+    assert not short.sampled and short.invocations == 30 and short.rate == pytest.approx(1.0)
+    assert long.sampled and long.invocations == 40
+    assert long.rate == pytest.approx(1.0), "rate over the span the records cover, not the window"

@@ -3,7 +3,9 @@
 Status (per app): the current plan, live instances by state and config, and per window
 ending now (1 min, 5 min, 1 h unless asked otherwise) the invocation rate, p50/p99 latency
 and the SLA violation ratio. An SLA violation is an invocation that was answered after the
-app's SLA or failed (DESIGN.md §5).
+app's SLA or failed (DESIGN.md §5). A status reads at most the app's 20,000 most recent
+records; a window that held more is answered from those and marked `sampled` (its rate is
+their count over the time they span).
 
 Cost (per app and function, over a time range): instance seconds by config, cost,
 invocations, cost per 1,000 invocations, cold starts, SLA violations, and a time series of
@@ -38,6 +40,10 @@ from smiless.v1 import common_pb2, gateway_pb2, optimizer_pb2
 DEFAULT_WINDOWS_S = (60.0, 300.0, 3600.0)
 MAX_WINDOW_S = 7 * 86400.0
 MAX_BUCKETS = 1000
+# A status reads at most this many of an app's most recent records (newest first, paged):
+# status is polled (`--watch`) on the gateway's own loop, and parsing 100k records there
+# takes seconds. Windows that held more are answered from these, marked `sampled`.
+STATUS_MAX_RECORDS = 20_000
 DEFAULT_BUCKETS = 60
 
 
@@ -93,8 +99,11 @@ def app_status(
     plan: optimizer_pb2.AppPlan | None,
     windows: Sequence[float],
     now: float,
+    complete: bool = True,
 ) -> gateway_pb2.AppStatus:
-    """One app's status from its records (oldest first, covering the longest window)."""
+    """One app's status from its records, oldest first. `complete`: they are all the records
+    of the longest window; else only the most recent ones, and a window that reaches past
+    the oldest of them is `sampled`."""
     name = app.spec.name
     mine = [i for i in instances if i.app == name]
     st = gateway_pb2.AppStatus(name=name, functions=len(app.spec.functions), instances=mine)
@@ -106,11 +115,15 @@ def app_status(
     if plan is not None:
         st.plan.CopyFrom(plan)
     longest = Figures(0, 0, 0, 0.0, 0.0)
+    oldest = records[0].at if records else now
     for w in sorted(windows):
+        sampled = not complete and oldest > now - w
         f = Figures.of([r for r in records if r.at >= now - w])
+        span = max(now - oldest, 1e-3) if sampled else w
         ws = st.windows.add(
+            sampled=sampled,
             invocations=f.invocations,
-            rate=f.invocations / w,
+            rate=f.invocations / span,
             sla_violations=f.violations,
             sla_violation_ratio=f.violation_ratio,
             cold_invocations=f.cold,
@@ -132,13 +145,15 @@ async def app_statuses(
     windows: Sequence[float],
     now: float,
 ) -> list[gateway_pb2.AppStatus]:
-    """Every app's status, reading only the records of the longest window."""
+    """Every app's status, reading at most STATUS_MAX_RECORDS records of the longest window."""
     longest = max(windows)
     out = []
     for app in apps:
         name = app.spec.name
-        records = await store.invocations(name, now - longest, now)
-        out.append(app_status(app, instances, records, await store.get_plan(name), windows, now))
+        records = await store.recent_invocations(name, now - longest, STATUS_MAX_RECORDS)
+        complete = len(records) < STATUS_MAX_RECORDS
+        plan = await store.get_plan(name)
+        out.append(app_status(app, instances, records, plan, windows, now, complete))
     return out
 
 
