@@ -96,7 +96,13 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def tls_enabled(settings: Settings) -> bool:
-    return settings.tls_cert is not None and settings.tls_key is not None
+    """True with both a certificate and its key; one without the other is a config error."""
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        missing = "tls_key" if settings.tls_key is None else "tls_cert"
+        raise SecurityConfigError(
+            f"{missing}: required with {'tls_cert' if missing == 'tls_key' else 'tls_key'}"
+        )
+    return settings.tls_cert is not None
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials:

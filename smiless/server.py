@@ -360,8 +360,8 @@ async def serve(service: Service, settings: Settings, store: Store) -> None:
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
     addr = f"{settings.host}:{settings.service_port(service.name)}"
-    tls = public and security.tls_enabled(settings)
     try:
+        tls = public and security.tls_enabled(settings)
         if tls:
             server.add_secure_port(addr, security.server_credentials(settings))
         else:

@@ -229,21 +229,25 @@ def test_tls_with_a_self_signed_certificate(redis_url: str, tmp_path: Path) -> N
         _stop(gw)
 
 
-def test_unreadable_certificate_is_one_clear_line(redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("files", "field"), [(("missing.pem", "missing.key"), "tls_key"), (("missing.pem", None), "tls_key")]
+)
+def test_bad_tls_config_is_one_clear_line(
+    redis_url: str, tmp_path: Path, files: tuple[str, str | None], field: str
+) -> None:
+    """An unreadable certificate, or a certificate without its key, never serves plaintext."""
+    env = {**os.environ, "SMILESS_REDIS_URL": redis_url, "SMILESS_TLS_CERT": str(tmp_path / files[0])}
+    if files[1]:
+        env["SMILESS_TLS_KEY"] = str(tmp_path / files[1])
     proc = subprocess.run(
         [sys.executable, "-m", "smiless", "serve", "gateway", "--port", str(free_port())],
-        env={
-            **os.environ,
-            "SMILESS_REDIS_URL": redis_url,
-            "SMILESS_TLS_CERT": str(tmp_path / "missing.pem"),
-            "SMILESS_TLS_KEY": str(tmp_path / "missing.key"),
-        },
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 2
-    assert "tls_" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"{field}:" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
