@@ -195,7 +195,8 @@ INVOKE_STREAM_METHOD = "/smiless.v1.Gateway/InvokeStream"
 FLEET_SERVICE = "optimizer"  # it owns the instances; one exporter avoids double counting
 
 
-def _state_name(state: int) -> str:
+def state_name(state: int) -> str:
+    """READY, STARTING, ... (the state's enum name without its prefix)."""
     return str(common_pb2.InstanceState.Name(state)).removeprefix("INSTANCE_STATE_")  # type: ignore[arg-type]
 
 
@@ -225,7 +226,7 @@ class FleetCollector(Collector):
             labels=[*labels, "state"],
         )
         for (app, fn, config, state), n in sorted(
-            Tally((i.app, i.function, i.config, _state_name(i.state)) for i in instances).items()
+            Tally((i.app, i.function, i.config, state_name(i.state)) for i in instances).items()
         ):
             gauge.add_metric([app, fn, config, state], n)
         yield gauge

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import grpc
 
 from smiless import accounting
+from smiless.metrics import state_name
 from smiless.protoutil import get_seconds, set_seconds
 from smiless.server import RpcError
 from smiless.services.common import seconds
@@ -60,10 +61,6 @@ def windows_of(request: gateway_pb2.GetStatusRequest) -> list[float]:
             )
         out.append(s)
     return sorted(set(out)) if out else list(DEFAULT_WINDOWS_S)
-
-
-def state_name(state: int) -> str:
-    return str(common_pb2.InstanceState.Name(state)).removeprefix("INSTANCE_STATE_")  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
