@@ -423,6 +423,7 @@ class Run:
     started_at: float  # epoch seconds at offset 0
     last_done_at: float  # seconds after the start of the last answer (0 when none)
     interrupted: bool
+    stopped_at: float | None = None  # seconds after the start when a stop came (None: none did)
 
 
 async def run_schedule(
@@ -464,6 +465,8 @@ async def run_schedule(
             on_done(o)
 
     stop_wait = asyncio.ensure_future(stop.wait())
+    stopped: list[float] = []
+    stop_wait.add_done_callback(lambda f: None if f.cancelled() else stopped.append(loop.time() - t0))
     try:
         for s in schedule:
             delay = t0 + s.at - loop.time()
@@ -491,7 +494,7 @@ async def run_schedule(
             t.cancel()
     outcomes = [done.get(s.seq) or Outcome(s, NOT_SENT) for s in schedule]
     last = max((o.done_at for o in outcomes if o.done_at is not None), default=0.0)
-    return Run(outcomes, wall0, last, stop.is_set())
+    return Run(outcomes, wall0, last, stop.is_set(), stopped[0] if stopped else None)
 
 
 class GatewayInvoker:
@@ -593,9 +596,11 @@ async def window_status(
 
 
 def report_window_end(run: Run, schedule_s: float, margin_s: float = 1.0) -> float:
-    """The report window closes after the last slot or the last answer, whichever is later,
-    plus a margin for the gateway's buffered records (flushed every 0.2 s)."""
-    return run.started_at + max(schedule_s, run.last_done_at) + margin_s
+    """The report window closes after the last slot (or the stop, when one came first) or the
+    last answer, whichever is later, plus a margin for the gateway's buffered records
+    (flushed every 0.2 s)."""
+    sent_until = schedule_s if run.stopped_at is None else min(schedule_s, run.stopped_at)
+    return run.started_at + max(sent_until, run.last_done_at) + margin_s
 
 
 # --- the timeline plot -----------------------------------------------------------------------

@@ -203,7 +203,7 @@ def render(report: replay.ReplayReport) -> None:
     """The report for the replay window: the gateway's figures, then the client's view."""
     title = (
         f"replay {report.window_s:.1f} s ({report.slot_seconds:g} s per trace minute, {report.spread})"
-        + (" [interrupted]" if report.interrupted else "")
+        + (" (interrupted)" if report.interrupted else "")
     )
     t = Table(title=title)
     cols = ("app", "calls", "SLA viol.", "cost", "per 1000", "p50 ms", "p99 ms", "cold", "started")

@@ -172,7 +172,7 @@ def test_sender_is_open_loop() -> None:
     first_answer = min(o.done_at for o in run.outcomes if o.done_at is not None)
     assert all(o.sent_at is not None and o.sent_at < first_answer for o in run.outcomes)
     assert all(o.late_s is not None and o.late_s >= 0 for o in run.outcomes)
-    assert not run.interrupted
+    assert not run.interrupted and run.stopped_at is None
     assert replay.summarize(run.outcomes, ["a"])["a"].accounted
 
 
@@ -186,6 +186,9 @@ def test_stop_cancels_in_flight_and_leaves_the_rest_unsent() -> None:
 
     run = asyncio.run(go())
     assert run.interrupted
+    assert run.stopped_at is not None and 0.2 <= run.stopped_at < 5.0  # before the next slot
+    # The report window closes at the stop (or the last answer), not at the schedule's end.
+    assert replay.report_window_end(run, schedule_s=20.0, margin_s=0.0) < run.started_at + 5.0
     assert [o.status for o in run.outcomes] == ["CANCELLED"] * 2 + [NOT_SENT] * 3
     c = replay.summarize(run.outcomes, ["a"])["a"]
     assert c.accounted and (c.sent, c.not_sent) == (2, 3)
