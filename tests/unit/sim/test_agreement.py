@@ -5,12 +5,16 @@ cost per invocation times the invocations, and every latency is the planned one.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 
 from smiless.catalogue import load_catalogue
 from smiless.policy.costmodel import Forecast, Mode
 from smiless.policy.search import fast_plan
 from smiless.sim import Noise, PolicyContext, make_policy, simulate
+from smiless.sim.forecasts import shift
 from tests.unit.sim.helpers import diamond, periodic
 
 CATALOGUE = load_catalogue()
@@ -46,3 +50,22 @@ def test_noise_breaks_the_agreement() -> None:
     pol = make_policy("oracle", PolicyContext(app, wl, CATALOGUE, noisy))
     a = simulate([(app, wl, pol)], CATALOGUE, noise=noisy, seed=3).apps[0]
     assert a.cost != pytest.approx(plan.cost * a.invocations, rel=1e-6)
+
+
+@pytest.mark.parametrize(("it", "count"), [(20.0, 1), (3.0, 4), (60.0, 2), (float("inf"), 1)])
+def test_a_cached_plan_moved_in_time_is_the_plan_made_then(it: float, count: int) -> None:
+    """The simulator's plan cache plans at 0 and shifts; that must be what planning at `now`
+    gives (prewarm_at_s is the only field that depends on now)."""
+    app = diamond(3.0)
+    forecast = Forecast(it, count, 5.0)
+    base = fast_plan(app.dag.functions, app.dag.edges, 3.0, app.profiles, CATALOGUE, forecast, 0.0)
+    direct = fast_plan(app.dag.functions, app.dag.edges, 3.0, app.profiles, CATALOGUE, forecast, 1234.5)
+    moved = shift(base, 1234.5)
+    assert moved.now == direct.now
+    for f, fp in direct.functions.items():
+        got = moved.functions[f]
+        if fp.prewarm_at_s is None or not math.isfinite(fp.prewarm_at_s):
+            assert got.prewarm_at_s == fp.prewarm_at_s
+        else:
+            assert got.prewarm_at_s == pytest.approx(fp.prewarm_at_s)
+        assert dataclasses.replace(got, prewarm_at_s=fp.prewarm_at_s) == fp
