@@ -458,4 +458,5 @@ def test_compiled_app_reserves_downstream_time_and_caps_batches() -> None:
     assert entry.reserve["d"] == 0.0
     assert entry.reserve["b"] == pytest.approx(0.3) and entry.reserve["c"] == pytest.approx(0.3)
     assert entry.reserve["a"] == pytest.approx(0.5), "the longest path after a: b then d"
+    assert entry.ahead[entry.order[0]] == entry.order[:2] and entry.ahead["d"] == ["d"], "start window 2"
     assert compile_app(gateway_pb2.App(spec=appspec.to_proto(chain("gw-c"))), None).chain

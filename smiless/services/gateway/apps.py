@@ -40,6 +40,10 @@ class AppEntry:
     batch: dict[str, int] = field(default_factory=dict)  # planned batch size per function
     latency: dict[str, float] = field(default_factory=dict)  # planned stage latency (s)
     reserve: dict[str, float] = field(default_factory=dict)  # planned latency after the stage (s)
+    # This function and the next ones in execution order: what a cold invocation asks the
+    # optimizer to start when the stage begins (a window, so starts overlap without
+    # starting a whole DAG's workers at once on a small host).
+    ahead: dict[str, list[str]] = field(default_factory=dict)
     planned: bool = False
 
     @property
@@ -47,7 +51,7 @@ class AppEntry:
         return self.spec.name
 
 
-def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None) -> AppEntry:
+def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None, start_window: int = 2) -> AppEntry:
     spec = appspec.validate(appspec.from_proto(app.spec))
     order = spec.topological_order()
     parents = {f: spec.parents(f) for f in order}
@@ -70,6 +74,8 @@ def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None) -> App
         max_batch = zoo.MODELS[models[f]].max_batch
         entry.batch[f] = max(1, min(fp.batch_size, max_batch)) if fp is not None else 1
         entry.latency[f] = get_seconds(fp.latency) if fp is not None else 0.0
+    for i, f in enumerate(order):
+        entry.ahead[f] = order[i : i + max(1, start_window)]
     # Longest planned path strictly after each function (reverse topological order).
     for f in reversed(order):
         entry.reserve[f] = max((entry.latency[c] + entry.reserve[c] for c in children[f]), default=0.0)
@@ -77,9 +83,10 @@ def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None) -> App
 
 
 class AppCache:
-    def __init__(self, store: Store, refresh_s: float = 1.0) -> None:
+    def __init__(self, store: Store, refresh_s: float = 1.0, start_window: int = 2) -> None:
         self.store = store
         self.refresh_s = refresh_s
+        self.start_window = start_window
         self.entries: dict[str, AppEntry] = {}
         self.healthy = True
         self._task: asyncio.Task[None] | None = None
@@ -104,7 +111,7 @@ class AppCache:
         app = await self.store.get_app(name)
         if app is None:
             return None
-        return compile_app(app, await self.store.get_plan(name))
+        return compile_app(app, await self.store.get_plan(name), self.start_window)
 
     async def refresh(self) -> None:
         for name in list(self.entries):

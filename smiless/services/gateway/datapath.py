@@ -11,15 +11,19 @@ Order of work, and why:
    worker call, and running out answers DEADLINE_EXCEEDED naming the stage. The SLA is not a
    deadline: an invocation that misses it still returns its outputs and counts as a
    violation. The SLA budget bounds how long a stage may wait for its batch to fill.
-3. Each stage goes to a READY instance (router.py); a call that fails for instance reasons
-   (UNAVAILABLE, CANCELLED, UNKNOWN) sets that instance aside and is retried once on another
-   one before the stage fails with UNAVAILABLE.
+3. Each stage goes to a READY instance (router.py). When some function of the app has no
+   live instance, each stage asks the optimizer for itself and the next ones in execution
+   order (one per core), so a cold DAG's starts overlap rather than run stage after stage,
+   without starting every worker at once on a small host. A call that fails for
+   instance reasons (UNAVAILABLE, CANCELLED, UNKNOWN) sets that instance aside and is
+   retried once on another one before the stage fails with UNAVAILABLE.
 4. Recording (arrival, warm stage latency, result) only appends to the recorder's buffers.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 
@@ -62,7 +66,8 @@ class DataPath:
     def __init__(self, settings: Settings, store: Store, recorder: Recorder) -> None:
         self.settings = settings
         self.recorder = recorder
-        self.apps = AppCache(store, settings.app_refresh_s)
+        # Cold starts overlap up to one per core (see AppEntry.ahead).
+        self.apps = AppCache(store, settings.app_refresh_s, max(2, os.cpu_count() or 1))
         self.registry = InstanceRegistry(store, on_removed=self._removed)
         self.router = Router(settings, self.registry)
         self.batchers: dict[tuple[str, str], Batcher[Sent]] = {}
@@ -199,6 +204,8 @@ class DataPath:
         request_id = request_id or request.request_id or uuid.uuid4().hex
         app = entry.name
         self.recorder.arrival(app, received_wall)
+        ready = self.registry.ready
+        cold = any(not ready.get((app, f)) for f in entry.order)
         max_wait = self.settings.batch_max_wait_s
 
         async def stage(function: str, inp: common_pb2.Tensor) -> StageResult:
@@ -208,6 +215,8 @@ class DataPath:
                 raise RpcError(
                     grpc.StatusCode.DEADLINE_EXCEEDED, f"stage {function}: ran out of time before it started"
                 )
+            if cold:
+                self.router.prestart(app, entry.ahead[function], deadline)
             reserve = entry.reserve[function]
             stage_deadline = deadline - min(reserve, 0.5 * left) if reserve else deadline
             size = entry.batch[function]

@@ -109,6 +109,22 @@ class Router:
                 best, best_load = inst, load
         return best
 
+    def prestart(self, app: str, functions: list[str], deadline: float) -> None:
+        """Ask the optimizer now for each of `functions` with no ready instance: a cold DAG
+        then starts instances ahead of the stages that need them (this invocation would
+        start them moments later anyway). Stages pick the requests up in `acquire`; a
+        failure here is left for `acquire` to meet again."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        for function in functions:
+            key = (app, function)
+            if key in self._ensuring or self.registry.ready.get(key):
+                continue
+            task = asyncio.get_running_loop().create_task(self._ensure(app, function, remaining))
+            self._ensuring[key] = task
+            task.add_done_callback(lambda t, key=key: self._forget_ensure(key, t))  # type: ignore[misc]
+
     async def acquire(
         self, app: str, function: str, deadline: float, exclude: frozenset[str] = frozenset()
     ) -> tuple[common_pb2.Instance, bool]:
