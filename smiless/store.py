@@ -28,6 +28,7 @@ epoch) and bounded retention (MAXLEN / MINID trimming).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -94,14 +95,38 @@ class InvocationRecord:
     request_id: str
 
 
-def _invocation(row: tuple[bytes, dict[bytes, bytes]]) -> InvocationRecord:
-    entry_id, f = row
+# One page of an invocations stream as compact JSON rows [id, latency_ms, sla_met, cold,
+# request_id], built inside Redis: redis-py's parsing of XRANGE replies (nested arrays, a dict
+# per entry) takes ~10x longer than json.loads of the same page (100k entries: ~8 s vs ~1 s).
+# ARGV: first bound, second bound, count, "1" for newest first (XREVRANGE takes end, start).
+_READ_INVOCATIONS = """
+local cmd = ARGV[4] == '1' and 'XREVRANGE' or 'XRANGE'
+local rows = redis.call(cmd, KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])
+if #rows == 0 then return '[]' end
+local out = {}
+for i, row in ipairs(rows) do
+  local f, rec = row[2], {row[1], '0', '0', '0', ''}
+  for j = 1, #f, 2 do
+    local k = f[j]
+    if k == 'latency_ms' then rec[2] = f[j + 1]
+    elseif k == 'sla_met' then rec[3] = f[j + 1]
+    elseif k == 'cold' then rec[4] = f[j + 1]
+    elseif k == 'request_id' then rec[5] = f[j + 1] end
+  end
+  out[i] = rec
+end
+return cjson.encode(out)
+"""
+
+
+def _invocation(row: list[str]) -> InvocationRecord:
+    entry_id, latency_ms, sla_met, cold, request_id = row
     return InvocationRecord(
-        at=int(entry_id.split(b"-")[0]) / 1000.0,
-        latency_ms=float(f[b"latency_ms"]),
-        sla_met=f[b"sla_met"] == b"1",
-        cold=f[b"cold"] == b"1",
-        request_id=f[b"request_id"].decode(),
+        at=int(entry_id.split("-", 1)[0]) / 1000.0,
+        latency_ms=float(latency_ms),
+        sla_met=sla_met == "1",
+        cold=cold == "1",
+        request_id=request_id,
     )
 
 
@@ -113,6 +138,7 @@ class Store:
         self.redis: aioredis.Redis = aioredis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=5
         )
+        self._read_invocations = self.redis.register_script(_READ_INVOCATIONS)
 
     async def ping(self) -> bool:
         try:
@@ -336,11 +362,20 @@ class Store:
         hi = str(int(end * 1000)) if end is not None else "+"
         out: list[InvocationRecord] = []
         while True:
-            rows = await self.redis.xrange(invocations_key(app), lo, hi, count=page)
+            rows = await self._page(app, lo, hi, page, newest_first=False)
             out += map(_invocation, rows)
             if len(rows) < page:
                 return out
-            lo = "(" + rows[-1][0].decode()  # after the last entry read (exclusive, Redis >= 6.2)
+            lo = "(" + rows[-1][0]  # after the last entry read (exclusive, Redis >= 6.2)
+
+    async def _page(
+        self, app: str, first: str, second: str, count: int, newest_first: bool
+    ) -> list[list[str]]:
+        raw = await self._read_invocations(
+            keys=[invocations_key(app)], args=[first, second, count, "1" if newest_first else "0"]
+        )
+        rows: list[list[str]] = json.loads(raw)
+        return rows
 
     async def recent_invocations(
         self, app: str, since: float, limit: int, page: int = 5_000
@@ -351,10 +386,10 @@ class Store:
         newest_first: list[InvocationRecord] = []
         while len(newest_first) < limit:
             want = min(page, limit - len(newest_first))
-            rows = await self.redis.xrevrange(invocations_key(app), hi, lo, count=want)
+            rows = await self._page(app, hi, lo, want, newest_first=True)
             newest_first += map(_invocation, rows)
             if len(rows) < want:
                 break
-            hi = "(" + rows[-1][0].decode()
+            hi = "(" + rows[-1][0]
         newest_first.reverse()
         return newest_first

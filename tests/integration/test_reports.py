@@ -261,13 +261,17 @@ async def test_store_reads_invocations_in_pages(redis_url: str) -> None:
     """Paged reads return every record once, in order; the capped read the newest ones."""
     store = Store(redis_url)
     try:
+        odd = ["a b", 'q"uo\\te', "new\nline", "ünï/cødé", ""]  # client-chosen ids survive the read
         records = [
-            InvocationRecord(1_700_000_000 + i * 0.01, float(i), i % 3 != 0, False, f"r{i}")
+            InvocationRecord(1_700_000_000 + i * 0.01, i + 0.25, i % 3 != 0, i % 4 == 0, f"r{i}{odd[i % 5]}")
             for i in range(50)
         ]
         await store.record_invocations("paged", records, 1000)
         got = await store.invocations("paged", page=7)
-        assert [r.request_id for r in got] == [r.request_id for r in records]
+        assert got == [
+            InvocationRecord(round(r.at, 3), r.latency_ms, r.sla_met, r.cold, r.request_id) for r in records
+        ]
+        assert await store.invocations("no-such-app") == []
         recent = await store.recent_invocations("paged", 0.0, limit=20, page=7)
         assert [r.request_id for r in recent] == [r.request_id for r in records[-20:]]
         since = await store.recent_invocations("paged", records[45].at, limit=20, page=7)
