@@ -19,6 +19,13 @@ class ModelError(BackendError):
     request is wrong, not the backend (callers answer INVALID_ARGUMENT)."""
 
 
+# OpenMP threads that sleep instead of spinning while they wait. Spinning burns a CPU quota
+# (docker's nano_cpus) and stalls on a shared host: measured here in a --cpus 2 container on a
+# loaded 2-core machine, warm inference with 2 threads took 1.9-3.7 s (ResNet-50), 2.9-4.5 s
+# (textgeneration), 98-475 ms (distilbert, batch 4) spinning, and 0.28-0.7 s, 0.16-0.18 s,
+# 10-26 ms with PASSIVE.
+WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
 EXIT_BAD_MODEL = 2  # the worker's exit code when it cannot load its model (smiless/worker/__main__.py)
 
 

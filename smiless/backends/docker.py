@@ -30,6 +30,7 @@ from docker.types import DeviceRequest
 
 from smiless import zoo
 from smiless.backends.base import (
+    WORKER_ENV,
     AdoptedWorker,
     BackendError,
     ExitWatch,
@@ -103,7 +104,11 @@ class DockerBackend(ExitWatch):
             ),
             "nano_cpus": int(config.cores * 1e9),
             "mem_limit": f"{config.memory_mb}m",
-            "environment": {"SMILESS_WORKER_SPAWNED_AT": f"{created:.6f}", "OMP_NUM_THREADS": str(threads)},
+            "environment": {
+                **WORKER_ENV,
+                "SMILESS_WORKER_SPAWNED_AT": f"{created:.6f}",
+                "OMP_NUM_THREADS": str(threads),
+            },
             "detach": True,
         }
         if zoo.is_torchscript(model):

@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from smiless.backends.base import (
+    WORKER_ENV,
     AdoptedWorker,
     BackendError,
     ExitWatch,
@@ -109,6 +110,7 @@ class ProcessBackend(ExitWatch):
         spawned = time.time()
         env = {
             **os.environ,
+            **WORKER_ENV,
             "SMILESS_WORKER_SPAWNED_AT": f"{spawned:.6f}",
             "OMP_NUM_THREADS": str(max(1, math.floor(config.cores))),
         }

@@ -3,8 +3,9 @@
 For each (model, config): N cold starts of a real worker container, timed per phase (the
 backend's container create/start plus the worker's own phases), and, in the same run, the
 floor: N bare containers of the same image and limits that only import torch and build the
-same model (with its transformers modules), timed from create until the model is built. overhead_ratio = total p50 / floor p50 says what our
-worker adds (gRPC server, warm-up inference, health check) on top of the unavoidable part.
+same model (with its transformers modules), timed from create until the model is built.
+overhead_ratio = total p50 / floor p50 says what our worker adds (gRPC server, warm-up
+inference, health check) on top of the unavoidable part.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 import uuid
 from typing import Any
 
+from smiless.backends.base import WORKER_ENV
 from smiless.backends.docker import DockerBackend
 from smiless.catalogue import HardwareConfig
 
@@ -37,6 +39,7 @@ def _floor_once(backend: DockerBackend, model: str, config: HardwareConfig) -> f
     c = backend.client.containers.create(
         backend.image,
         command=["python", "-c", code],
+        environment={**WORKER_ENV, "OMP_NUM_THREADS": str(threads)},  # as the worker's
         nano_cpus=int(config.cores * 1e9),
         mem_limit=f"{config.memory_mb}m",
         detach=True,

@@ -71,6 +71,7 @@ async def test_container_per_config_serves_batches(backend: DockerBackend, confi
     host = container.attrs["HostConfig"]
     assert host["NanoCpus"] == int(cfg.cores * 1e9) and host["Memory"] == cfg.memory_mb * 1024 * 1024
     assert container.attrs["Config"]["User"] not in ("", "root", "0"), "workers do not run as root"
+    assert "OMP_WAIT_POLICY=PASSIVE" in container.attrs["Config"]["Env"], "no spinning on the CPU quota"
     spec = zoo.MODELS["imagerecognition"]
     batch = [spec.example_input(seed=i, length=i + 1) for i in range(4)]
     async with grpc.aio.insecure_channel(w.address) as ch:
