@@ -36,6 +36,12 @@ CHANNEL_OPTIONS = [
 ]
 
 
+def started_after(inst: common_pb2.Instance, arrived: float) -> bool:
+    """Whether the instance became ready after `arrived` (epoch seconds); unknown: yes."""
+    ready = inst.ready_at.ToNanoseconds() / 1e9 if inst.HasField("ready_at") else None
+    return ready is None or ready > arrived
+
+
 class Router:
     def __init__(self, settings: Settings, registry: InstanceRegistry) -> None:
         self.settings = settings
@@ -128,11 +134,14 @@ class Router:
     async def acquire(
         self, app: str, function: str, deadline: float, exclude: frozenset[str] = frozenset()
     ) -> tuple[common_pb2.Instance, bool]:
-        """(instance, cold): cold when no ready instance was there and the stage waited."""
+        """(instance, cold): cold when the instance became ready only after the stage arrived
+        (its `ready_at`), i.e. the stage waited for a start. An instance the optimizer hands
+        out that was ready before (pre-warmed, its notification still on the way) is warm."""
         inst = self.pick(app, function, exclude)
         if inst is not None:
             return inst, False
         stale_since: float | None = None
+        arrived = time.time()
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -156,7 +165,7 @@ class Router:
                     continue
                 raise
             if got.id not in exclude and got.id not in self.registry.suspects:
-                return got, True
+                return got, started_after(got, arrived)
             # The optimizer still offers an instance that failed; its watcher notices a dead
             # worker within moments. Wait for registry news, but not for long: an instance
             # that fails while alive would otherwise hold the stage until its deadline.
@@ -169,11 +178,11 @@ class Router:
                         grpc.StatusCode.UNAVAILABLE,
                         f"stage {function}: instance {got.id} failed and no other instance became ready",
                     )
-                return got, True  # only suspected (another call failed there): try it
+                return got, started_after(got, arrived)  # only suspected (a call failed there)
             await self.registry.changed(min(0.25, max(0.0, deadline - now)))
             inst = self.pick(app, function, exclude)
             if inst is not None:
-                return inst, True
+                return inst, started_after(inst, arrived)
 
     def _forget_ensure(self, key: Key, task: asyncio.Task[common_pb2.Instance]) -> None:
         if self._ensuring.get(key) is task:
