@@ -121,7 +121,9 @@ def profile_missing(
             overall = bar.add_task("models", total=len(missing))
             for m in missing:
                 step = bar.add_task(m, total=None)
-                for force in (False, True):
+                force = False
+                deadline = time.monotonic() + 120.0
+                while True:
                     req = profiler_pb2.ProfileFunctionRequest(
                         model=m,
                         configs=configs,
@@ -141,10 +143,14 @@ def profile_missing(
                                 )
                         break
                     except grpc.RpcError as exc:
-                        if force or exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and not force:
+                            out.print(f"[yellow]note:[/yellow] {m}: {exc.details()}; storing it with force")
+                            force = True
+                        elif exc.code() == grpc.StatusCode.ABORTED and time.monotonic() < deadline:
+                            time.sleep(1.0)  # the previous run of this model is still winding down
+                        else:
                             done[m] = f"not profiled: {exc.code().name}: {exc.details()}"
                             break
-                        out.print(f"[yellow]note:[/yellow] {m}: {exc.details()}; storing it with force")
                 bar.remove_task(step)
                 bar.advance(overall)
                 out.print(f"{m}: {done.get(m, 'not profiled')}")
