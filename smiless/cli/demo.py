@@ -176,23 +176,27 @@ def load_history(
 
 
 def wait_ready(settings: Settings, address: str, specs: list[appspec.AppSpec], limit_s: float) -> str:
-    """Wait until every function of the apps has a READY instance (what the controller
-    pre-warmed from the loaded history) or limit_s passes; say which and how long it took."""
+    """Wait for the controller's pre-warming to settle: until every function of the apps has
+    a READY instance, or some are READY and none is still STARTING (an app the controller
+    does not warm would otherwise hold the others until their keep-alive expires), or limit_s
+    passes. Say which, and how long it took."""
     t0 = time.monotonic()
+    names = {s.name for s in specs}
     wanted = {(s.name, f.name) for s in specs for f in s.functions}
     ready: set[tuple[str, str]] = set()
     with security.gateway_channel(settings, address) as ch:
         stub = gateway_pb2_grpc.GatewayStub(ch)
         while time.monotonic() - t0 < limit_s:
             status = stub.GetStatus(gateway_pb2.GetStatusRequest(), timeout=10)
-            ready = {
-                (a.name, i.function)
-                for a in status.apps
-                for i in a.instances
-                if i.state == common_pb2.INSTANCE_STATE_READY
-            }
+            mine = [i for a in status.apps if a.name in names for i in a.instances]
+            ready = {(i.app, i.function) for i in mine if i.state == common_pb2.INSTANCE_STATE_READY}
+            starting = sum(1 for i in mine if i.state == common_pb2.INSTANCE_STATE_STARTING)
+            waited = time.monotonic() - t0
             if wanted <= ready:
-                return f"every function ready after {time.monotonic() - t0:.0f} s"
+                return f"every function ready after {waited:.0f} s"
+            if ready and not starting:
+                have = f"{len(wanted & ready)} of {len(wanted)}"
+                return f"{have} functions ready and none starting after {waited:.0f} s"
             time.sleep(1.0)
     return f"{len(wanted & ready)} of {len(wanted)} functions ready after {limit_s:g} s; replaying anyway"
 
