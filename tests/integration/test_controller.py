@@ -25,17 +25,18 @@ from smiless.v1 import (
     profiler_pb2,
 )
 
-PERIOD_S = 7.0
+PERIOD_S = 12.0
 APP = "metronome"
 
 
 def _profile() -> profiler_pb2.Profile:
     """A stored profile as the profiler would write it: a process worker of tiny-mlp takes
-    about 2-3 s to start here; planned at mu + 3 sigma = 4.2 s."""
+    about 2-3 s to start on a quiet machine here, over 5 s on a loaded one; planned at
+    mu + 3 sigma = 7.5 s, which the period leaves room for."""
     p = profiler_pb2.Profile(
         model="tiny-mlp", kind=profiles.KIND_TO_PROTO[Kind.CPU], configs=["cpu-1", "cpu-2"]
     )
-    p.init_phases.extend(profiles.init_to_proto(InitModel.single(3.0, 0.4)))
+    p.init_phases.extend(profiles.init_to_proto(InitModel.single(3.0, 1.5)))
     p.inference.CopyFrom(profiles.inference_to_proto(InferenceModel(0.002, 0.5, 0.5, 0.002), 0.05))
     return p
 
