@@ -42,6 +42,7 @@ from smiless.backends.process import init_phases, wait_serving
 from smiless.catalogue import HardwareConfig, Kind
 
 LABEL = "io.smiless.instance"
+OWNER_LABEL = "io.smiless.owner"  # which controller's containers (adopt() takes back only its own)
 MAX_WAITERS = 256  # containers one backend can watch at once
 WORKER_PORT = 50000
 
@@ -56,6 +57,7 @@ class DockerBackend(ExitWatch):
         stop_timeout_s: float = 5.0,
         client: Any | None = None,
         network: str = "",
+        owner: str = "smiless",
     ) -> None:
         super().__init__()
         try:
@@ -64,6 +66,7 @@ class DockerBackend(ExitWatch):
         except DockerException as exc:
             raise BackendError(f"docker engine unreachable: {exc}") from exc
         self.image = image
+        self.owner = owner
         self.network = network
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -95,7 +98,12 @@ class DockerBackend(ExitWatch):
                 str(WORKER_PORT),
             ],
             "name": f"smiless-{instance_id}",
-            "labels": {LABEL: instance_id, "io.smiless.model": model, "io.smiless.config": config.name},
+            "labels": {
+                LABEL: instance_id,
+                OWNER_LABEL: self.owner,
+                "io.smiless.model": model,
+                "io.smiless.config": config.name,
+            },
             # Beside the services on a user network (compose), or published on loopback.
             **(
                 {"network": self.network}
@@ -202,10 +210,13 @@ class DockerBackend(ExitWatch):
         self._waiters.shutdown(wait=False, cancel_futures=True)
 
     async def adopt(self) -> list[AdoptedWorker]:
-        """Find the smiless containers an earlier run left: running ones are adopted (this
-        backend controls them again), stopped ones are removed. No orphans survive."""
+        """Find the smiless containers an earlier run of this owner left: running ones are
+        adopted (this backend controls them again), stopped ones are removed. No orphans
+        survive; another owner's containers (a second controller on the engine) are left alone."""
         found = await asyncio.to_thread(
-            lambda: self.client.containers.list(all=True, filters={"label": LABEL})
+            lambda: self.client.containers.list(
+                all=True, filters={"label": [LABEL, f"{OWNER_LABEL}={self.owner}"]}
+            )
         )
         out: list[AdoptedWorker] = []
         for c in found:

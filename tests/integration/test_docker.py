@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -44,18 +45,21 @@ if _why is not None:
         raise RuntimeError(f"SMILESS_REQUIRE_DOCKER=1 but docker or {IMAGE} is unavailable: {_why}")
     pytest.skip(f"docker or {IMAGE} unavailable: {_why}", allow_module_level=True)
 
-from smiless.backends.docker import LABEL, DockerBackend  # noqa: E402
+from smiless.backends.docker import LABEL, OWNER_LABEL, DockerBackend  # noqa: E402
+
+OWNER = f"test-{uuid.uuid4().hex[:8]}"  # this run's containers only: others may share the engine
 
 
 def _smiless_containers() -> list[str]:
     import docker
 
-    return [str(c.name) for c in docker.from_env().containers.list(all=True, filters={"label": LABEL})]
+    labels = [LABEL, f"{OWNER_LABEL}={OWNER}"]
+    return [str(c.name) for c in docker.from_env().containers.list(all=True, filters={"label": labels})]
 
 
 @pytest.fixture
 async def backend() -> AsyncIterator[DockerBackend]:
-    b = DockerBackend(IMAGE, start_timeout_s=120, stop_timeout_s=5)
+    b = DockerBackend(IMAGE, start_timeout_s=120, stop_timeout_s=5, owner=OWNER)
     yield b
     await b.close()
 
@@ -105,7 +109,7 @@ async def test_gpu_config_refused_without_gpu_runtime(backend: DockerBackend) ->
 
 async def test_restarted_backend_adopts_running_containers(backend: DockerBackend) -> None:
     w = await backend.start("test-adopt", "tiny-mlp", load_catalogue()["cpu-1"])
-    fresh = DockerBackend(IMAGE)
+    fresh = DockerBackend(IMAGE, owner=OWNER)
     adopted = await fresh.adopt()
     assert [(a.instance_id, a.address, a.running) for a in adopted] == [("test-adopt", w.address, True)]
     backend.containers.pop(w.instance_id)  # the first controller "crashed"
