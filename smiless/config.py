@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     miss_grace_s: float = Field(
         2.0, ge=0, description="How long a pre-warmed instance waits past its predicted arrival."
     )
+    max_instances: int = Field(
+        8,
+        ge=1,
+        description="Most live instances this host runs (memory): planned starts wait below it.",
+    )
+    max_parallel_starts: int = Field(
+        2, ge=1, description="Instances started at once; more would only slow every start down."
+    )
     fallback_keep_alive_s: float = Field(
         600.0, gt=0, description="Keep-alive of instances of apps that cannot be planned yet."
     )

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import grpc
+import pytest
 
 from smiless import appspec, profiles, tensors, zoo
 from smiless.catalogue import Kind
-from smiless.cli.stack import LocalStack
+from smiless.cli.stack import LocalStack, free_port
+from smiless.config import SERVICE_NAMES
 from smiless.policy.profile import InferenceModel, InitModel
 from smiless.store import Store
 from smiless.v1 import (
@@ -107,3 +110,40 @@ def test_prewarmed_before_predicted_arrivals_and_stopped_after(stack: LocalStack
         started = min(i.started_at.ToNanoseconds() / 1e9 for i in used)
         assert started > at - PERIOD_S, "started for this arrival, not left running from the last"
     assert all(i.served >= 1 for i in served)
+
+
+def test_an_arrival_at_max_instances_evicts_the_longest_idle_instance(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """One instance fits this host: an arrival for another app stops the idle one first."""
+    env = {"SMILESS_MAX_INSTANCES": "1", "SMILESS_CONTROLLER": "false"}
+    s = LocalStack(
+        Path(tmp_path_factory.mktemp("cap")),
+        ports={n: free_port() for n in SERVICE_NAMES},
+        extra_env=env,
+    )
+    s.start()
+    try:
+        assert s.redis_url is not None
+        x = tensors.to_proto(zoo.MODELS["tiny-mlp"].example_input())
+        with grpc.insecure_channel(s.addresses["gateway"]) as gch:
+            gw = gateway_pb2_grpc.GatewayStub(gch)
+            for name in ("first", "second"):
+                spec = appspec.AppSpec(name, 2.0, (appspec.FunctionSpec("m", "tiny-mlp"),))
+                gw.RegisterApp(gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec)), timeout=10)
+                gw.Invoke(gateway_pb2.InvokeRequest(app=name, input=x), timeout=60)
+        lives = {i.app: i for i in asyncio.run(_all_lifetimes(s.redis_url))}
+        assert lives["first"].state == common_pb2.INSTANCE_STATE_STOPPED
+        assert lives["first"].stop_reason == "evicted for an arrival"
+        assert lives["first"].served == 1
+        assert lives["second"].state == common_pb2.INSTANCE_STATE_READY
+    finally:
+        s.stop()
+
+
+async def _all_lifetimes(redis_url: str) -> list[common_pb2.Instance]:
+    store = Store(redis_url)
+    try:
+        return await store.lifetimes()
+    finally:
+        await store.close()

@@ -116,8 +116,15 @@ class Controller:
         )
         for s in d.stops:
             self.svc.spawn(self.svc.stop_instance(s.instance_id, s.reason))
-        for st in d.starts:
+        # Within the host's capacity; the rest wait for a later tick (entry stages first:
+        # the plan lists functions in topological order).
+        room = self.settings.max_instances - (len(self.svc.instances) - len(d.stops))
+        for st in d.starts[: max(0, room)]:
             self.svc.spawn(self.svc.start_planned(app, st.function, st.config, st.reason))
+        if len(d.starts) > max(0, room):
+            logs.event(
+                log, "starts deferred: at max_instances", app=app, deferred=len(d.starts) - max(0, room)
+            )
         return d.wake_at
 
     async def fallback(self, app: str) -> None:

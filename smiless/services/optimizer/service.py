@@ -24,7 +24,7 @@ import grpc
 
 from smiless import appspec, logs, profiles
 from smiless.backends import make_backend
-from smiless.backends.base import BackendError, WorkerBackend
+from smiless.backends.base import BackendError, ModelError, WorkerBackend
 from smiless.catalogue import HardwareConfig, load_catalogue, mark_runnable
 from smiless.config import Settings
 from smiless.policy.costmodel import Forecast
@@ -66,6 +66,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         self.plans: dict[str, Plan] = {}
         self.predictor: predictor_pb2_grpc.PredictorStub | None = None
         self.controller = Controller(self)
+        self.start_slots = asyncio.Semaphore(settings.max_parallel_starts)
 
     def add_to_server(self, server: grpc.aio.Server) -> list[str]:
         optimizer_pb2_grpc.add_OptimizerServicer_to_server(self, server)
@@ -190,14 +191,20 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         self.instances[instance_id] = inst
         await self.store.put_instance(inst)
         try:
-            started = await self.backend.start(instance_id, model, config)
+            async with self.start_slots:  # concurrent cold starts share the host's cores
+                started = await self.backend.start(instance_id, model, config)
         except BackendError as exc:
             self.instances.pop(instance_id, None)
             inst.state = common_pb2.INSTANCE_STATE_FAILED
             inst.stop_reason = f"failed to start: {exc}"
             set_seconds(inst.stopped_at, time.time())
             await self.store.put_instance(inst)
-            raise RpcError(grpc.StatusCode.UNAVAILABLE, f"instance of {function}: {exc}") from exc
+            code = (
+                grpc.StatusCode.INVALID_ARGUMENT
+                if isinstance(exc, ModelError)
+                else grpc.StatusCode.UNAVAILABLE
+            )
+            raise RpcError(code, f"instance of {function}: {exc}") from exc
         if instance_id not in self.instances:  # stopped while starting (optimizer shutdown)
             await self.backend.stop(instance_id)
             return inst
@@ -253,10 +260,26 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
                 if waited is not None:
                     return optimizer_pb2.EnsureInstanceResponse(instance=waited, started=True)
             config = await self._config_for(request.app, request.function)
+            await self._make_room()
             inst = await self._start_instance(
                 request.app, request.function, models[request.function], config, "on demand"
             )
             return optimizer_pb2.EnsureInstanceResponse(instance=inst, started=True)
+
+    async def _make_room(self) -> None:
+        """At `max_instances`, stop the instance idle the longest so an arrival can be
+        served; with none idle the start goes ahead over the limit (an arrival is never
+        refused for capacity) and says so."""
+        if len(self.instances) < self.settings.max_instances:
+            return
+        ready = [i for i in self.instances.values() if i.state == common_pb2.INSTANCE_STATE_READY]
+        views = await asyncio.gather(*(self.controller.view(i) for i in ready))
+        idle = [v for v in views if v.idle_since is not None]
+        if not idle:
+            logs.event(log, "over capacity", logging.WARNING, instances=len(self.instances))
+            return
+        victim = min(idle, key=lambda v: v.idle_since or 0.0)
+        await self.stop_instance(victim.id, "evicted for an arrival")
 
     async def _await_start(self, instance_id: str) -> common_pb2.Instance | None:
         """Wait for the start of `instance_id`; None when it did not come up."""
