@@ -147,3 +147,25 @@ async def _all_lifetimes(redis_url: str) -> list[common_pb2.Instance]:
         return await store.lifetimes()
     finally:
         await store.close()
+
+
+def test_registration_says_when_the_sla_is_out_of_reach(stack: LocalStack) -> None:
+    assert stack.redis_url is not None
+    asyncio.run(_setup(stack.redis_url))  # tiny-mlp: ~6 ms warm; an SLA of 1 ms cannot be met
+    with grpc.insecure_channel(stack.addresses["gateway"]) as gch:
+        gw = gateway_pb2_grpc.GatewayStub(gch)
+        tight = appspec.AppSpec("hurried", 0.001, (appspec.FunctionSpec("m", "tiny-mlp"),))
+        resp = gw.RegisterApp(
+            gateway_pb2.RegisterAppRequest(app=appspec.to_proto(tight), replace=True), timeout=30
+        )
+        assert [w for w in resp.warnings if w.startswith("sla_s: SLA unreachable")], resp.warnings
+        fine = appspec.AppSpec("relaxed", 2.0, (appspec.FunctionSpec("m", "tiny-mlp"),))
+        resp = gw.RegisterApp(
+            gateway_pb2.RegisterAppRequest(app=appspec.to_proto(fine), replace=True), timeout=30
+        )
+        assert not resp.warnings
+        unprofiled = appspec.AppSpec("unknown-cost", 2.0, (appspec.FunctionSpec("m", "distilbert"),))
+        resp = gw.RegisterApp(
+            gateway_pb2.RegisterAppRequest(app=appspec.to_proto(unprofiled), replace=True), timeout=30
+        )
+        assert len(resp.warnings) == 1 and "no profile for m (distilbert)" in resp.warnings[0], resp.warnings

@@ -20,7 +20,7 @@ from smiless.services.gateway import reports
 from smiless.services.gateway.datapath import DataPath
 from smiless.services.gateway.recorder import Recorder
 from smiless.store import Store, StoreError
-from smiless.v1 import gateway_pb2, gateway_pb2_grpc
+from smiless.v1 import gateway_pb2, gateway_pb2_grpc, optimizer_pb2
 
 log = logging.getLogger("smiless.gateway")
 
@@ -72,8 +72,19 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             )
         self.datapath.forget_app(spec.name)
         logs.event(log, "app registered", app=spec.name, functions=len(spec.functions), version=app.version)
-        warnings = [f"no plan yet: instances start on demand on {self.settings.default_config}"]
-        return gateway_pb2.RegisterAppResponse(app=app, warnings=warnings)
+        return gateway_pb2.RegisterAppResponse(app=app, warnings=await self._plan_warnings(spec.name))
+
+    async def _plan_warnings(self, app: str) -> list[str]:
+        """Ask the optimizer for a first plan, so registration can say when the SLA is out of
+        reach even on the fastest configs, or why there is no plan yet."""
+        no_plan = f"instances start on demand on {self.settings.default_config}"
+        try:
+            resp = await self.datapath.router.optimizer.Plan(optimizer_pb2.PlanRequest(app=app), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            return [f"no plan yet: {exc.details()}; {no_plan}"]
+        if not resp.plan.feasible:
+            return [f"sla_s: {resp.plan.reason}"]
+        return []
 
     @rpc
     async def DeleteApp(
