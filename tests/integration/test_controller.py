@@ -164,8 +164,10 @@ def test_registration_says_when_the_sla_is_out_of_reach(stack: LocalStack) -> No
             gateway_pb2.RegisterAppRequest(app=appspec.to_proto(fine), replace=True), timeout=30
         )
         assert not resp.warnings
-        unprofiled = appspec.AppSpec("unknown-cost", 2.0, (appspec.FunctionSpec("m", "distilbert"),))
+        unprofiled = appspec.AppSpec("unknown-cost", 2.0, (appspec.FunctionSpec("m", "humanactivitypose"),))
         resp = gw.RegisterApp(
             gateway_pb2.RegisterAppRequest(app=appspec.to_proto(unprofiled), replace=True), timeout=30
         )
-        assert len(resp.warnings) == 1 and "no profile for m (distilbert)" in resp.warnings[0], resp.warnings
+        assert len(resp.warnings) == 1 and "no profile for m (humanactivitypose)" in resp.warnings[0], (
+            resp.warnings
+        )
