@@ -201,6 +201,16 @@ def wait_ready(settings: Settings, address: str, specs: list[appspec.AppSpec], l
     return f"{len(wanted & ready)} of {len(wanted)} functions ready after {limit_s:g} s; replaying anyway"
 
 
+def demo_env(settings: Settings, specs: list[appspec.AppSpec]) -> dict[str, str]:
+    """Settings of the stack the demo starts: room for one instance of every function of
+    the apps plus one scale-out each, unless SMILESS_MAX_INSTANCES says otherwise (below
+    that, the controller would evict one app's warm instances for another's, every slot)."""
+    if "SMILESS_MAX_INSTANCES" in os.environ:
+        return {}
+    wanted = 2 * sum(len(s.functions) for s in specs)
+    return {"SMILESS_MAX_INSTANCES": str(max(settings.max_instances, wanted))}
+
+
 def gateway_serving(address: str) -> bool:
     from smiless.cli.stack import health_status
 
@@ -258,6 +268,7 @@ def demo(
     workloads = [replay.make_workload(n, fn, DEMO_START_MINUTE, minutes) for n, fn in rows.items()]
 
     settings = Settings()
+    specs = [appspec.load_file(p) for p in appspec.example_paths()]
     stack = None
     if gateway_serving(settings.gateway_addr):
         out.print(f"using the smiless already serving at {settings.gateway_addr}")
@@ -269,6 +280,7 @@ def demo(
             data_dir.resolve(),
             redis_url=os.environ.get("SMILESS_REDIS_URL"),
             ports={n: settings.service_port(n) for n in SERVICE_NAMES},
+            extra_env=demo_env(settings, specs),
         )
         with out.status("starting redis and the services..."):
             try:
@@ -276,9 +288,11 @@ def demo(
             except StackError as exc:
                 fail(str(exc))
         addresses = stack.addresses
-        out.print(f"stack up (data and logs in {data_dir})")
+        limit = stack.extra_env.get("SMILESS_MAX_INSTANCES")
+        out.print(
+            f"stack up (data and logs in {data_dir})" + (f"; at most {limit} instances" if limit else "")
+        )
     try:
-        specs = [appspec.load_file(p) for p in appspec.example_paths()]
         with security.gateway_channel(settings, addresses["gateway"]) as ch:
             gw = gateway_pb2_grpc.GatewayStub(ch)
 
