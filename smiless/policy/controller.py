@@ -20,20 +20,45 @@ Per function the plan gives a *warm window*, the span in which `instances` insta
 
 With no arrival history (`active=False`) nothing is pre-warmed: only arrivals start instances
 (the optimizer's `EnsureInstance`), and they are stopped by the same rules. Busy instances are
-never stopped. Instances on another config than the plan's are surplus: they serve until the
-planned ones are ready, then are stopped when idle ("config changed").
+never stopped.
+
+**Requests in flight** (`inflight`: per function, invocations that have arrived but that it
+has not served yet, queued there or still upstream). A plan made at an arrival times the
+*next* arrival; the requests of the arrival that triggered it may not have reached a
+downstream stage yet. While a function has requests in flight, its window for them stays
+open (from `plan.now + ready offset - init`, as the plan made at their arrival would have
+opened it) with enough instances for them (`⌈in flight / batch⌉`), and an instance that has
+served is kept for the rest ("served" waits until none is left in flight).
+
+**Hysteresis**, so that a forecast that moves does not make the controller thrash:
+
+- *Config change*: an instance on another config than the plan's still counts towards the
+  planned instances when it is at least as fast as the planned config for that function and
+  its price is less than `CONFIG_PRICE_HYSTERESIS` x the planned one's (the new config is
+  not materially cheaper); only the others are surplus: they serve until the planned ones
+  are ready, then are stopped when idle ("config changed").
+- *Scale down*: an idle instance beyond the planned count is stopped only once it has been
+  idle for max(`keep_alive_s`, `init_s`) ("scale down"). Idling longer than a re-init costs
+  more than starting again when the load comes back; stopping sooner pays the init again
+  (and a cold start) whenever the count goes back up: the ski-rental break-even.
+  Instances stopped after serving are not held.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from smiless.policy.search import FunctionPlan, Plan
+from smiless.policy.workflow import timing
 
 DEFAULT_MISS_GRACE_S = 2.0
 """How long a pre-warmed instance waits past its predicted arrival before it is stopped."""
+
+CONFIG_PRICE_HYSTERESIS = 2.0
+"""A ready instance on another config is replaced only when the planned config is cheaper
+than 1 / this of its price (or slower than needed); see the module docstring."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +76,8 @@ class InstanceView:
     """None while it serves; else when it last became idle (its ready time if never used)."""
     served: int
     """Requests served since it started."""
+    batch: int = 1
+    """The most requests it serves at once (its capacity per round)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +121,54 @@ def warm_window(plan: Plan, fp: FunctionPlan, *, active: bool, miss_grace_s: flo
     return WarmWindow(-math.inf, served_by + fp.keep_alive_s, fp.instances)
 
 
+def _config_prices(plan: Plan, f: str) -> dict[str, tuple[float, float]]:
+    """Per config: (price per second of one instance, `f`'s single-request stage latency
+    there), from the plan's candidates (a candidate's group price over its instance count is
+    the unit price of its instance config)."""
+    price: dict[str, float] = {}
+    latency: dict[str, float] = {}
+    for c in plan.candidates.get(f, ()):
+        if c.instances > 0:
+            price.setdefault(c.instance_config, c.price_per_second / c.instances)
+        latency[c.config] = c.latency_s
+    return {k: (price[k], latency[k]) for k in latency if k in price}
+
+
+def _kept(
+    plan: Plan, fp: FunctionPlan, others: Sequence[InstanceView], kept_latency: dict[str, float]
+) -> list[InstanceView]:
+    """The instances of `others` (not on the planned config) that may serve as planned ones:
+    their price per request served at once is within `CONFIG_PRICE_HYSTERESIS` of the planned
+    shape's, and the DAG still meets the SLA with `fp`'s stage at their latency, given the
+    other functions' kept instances (`kept_latency`, updated)."""
+    prices = _config_prices(plan, fp.function)
+    want = prices.get(fp.instance_config)
+    if want is None or not plan.feasible:
+        return []
+    slot_price = want[0] / max(1, fp.batch)
+    ok: dict[str, bool] = {}
+    keep: list[InstanceView] = []
+    f = fp.function
+    for inst in others:
+        got = prices.get(inst.config)
+        if got is None or got[0] / max(1, inst.batch) > CONFIG_PRICE_HYSTERESIS * slot_price:
+            continue
+        fine = ok.get(inst.config)
+        if fine is None:
+            lat = got[1]
+            if lat <= kept_latency[f] + 1e-9:
+                fine = True
+            else:
+                trial = {**kept_latency, f: lat}
+                fine = timing(plan.dag, trial).latency_s <= plan.sla_s + 1e-9
+                if fine:
+                    kept_latency[f] = lat
+            ok[inst.config] = fine
+        if fine:
+            keep.append(inst)
+    return keep
+
+
 def decide(
     plan: Plan,
     now: float,
@@ -101,26 +176,44 @@ def decide(
     *,
     active: bool = True,
     miss_grace_s: float = DEFAULT_MISS_GRACE_S,
+    inflight: Mapping[str, int] | None = None,
 ) -> Decision:
     """Starts and stops that bring `instances` (one app's live ones) in line with `plan` at
     `now`, and when to look again. `active`: the app has arrival history, so the plan's
-    forecast is worth acting on before any request comes."""
+    forecast is worth acting on before any request comes. `inflight`: per function, the
+    invocations that have arrived and that it has not served yet (None: unknown, as 0)."""
     starts: list[StartInstance] = []
     stops: list[StopInstance] = []
     wake = math.inf
     by_function: dict[str, list[InstanceView]] = {}
     for inst in instances:
         by_function.setdefault(inst.function, []).append(inst)
+    kept_latency = {f: fp.latency_s for f, fp in plan.functions.items()}
+    """Stage latencies with the other-config instances kept so far: the SLA check of the next."""
     for f, fp in plan.functions.items():
         mine = by_function.pop(f, [])
         win = warm_window(plan, fp, active=active, miss_grace_s=miss_grace_s)
+        pending = inflight.get(f, 0) if inflight is not None else 0
+        # the window of the requests in flight: open while any is left
+        in_current = False
+        if pending > 0:
+            cur_start = plan.now + fp.ready_offset_s - fp.init_s
+            in_current = cur_start <= now
+            if not in_current:
+                wake = min(wake, cur_start)
         in_window = win.start <= now <= win.end
         if now < win.start:
             wake = min(wake, win.start)
         elif now <= win.end:
             wake = min(wake, win.end)
-        planned = [i for i in mine if i.config == fp.instance_config]
-        others = [i for i in mine if i.config != fp.instance_config]
+        batch = max(1, fp.batch)
+        planned_cfg = fp.instance_config
+        planned = [i for i in mine if i.config == planned_cfg]
+        others = [i for i in mine if i.config != planned_cfg]
+        if others:  # hysteresis: what of the others may stay (module docstring)
+            keep = _kept(plan, fp, others, kept_latency)
+            planned += keep
+            others = [i for i in others if i not in keep]
         stopped: set[str] = set()
 
         def stop(inst: InstanceView, reason: str, _f: str = f, _stopped: set[str] = stopped) -> None:
@@ -130,6 +223,8 @@ def decide(
         for inst in mine:
             if inst.idle_since is None or not inst.ready:
                 continue  # serving or starting: never interrupted
+            if in_current:
+                continue  # wanted by the requests in flight
             if fp.stop_after_serving and inst.served > 0:
                 stop(inst, "served")
             elif not in_window:
@@ -147,17 +242,34 @@ def decide(
         consumed = fp.stop_after_serving and any(
             i.served > 0 and i.idle_since is not None and i.idle_since >= win.start for i in mine
         )
-        if in_window and not consumed:
-            live = [i for i in planned if i.id not in stopped]
-            for _ in range(win.count - len(live)):
-                reason = "pre-warm" if fp.stop_after_serving else "keep warm"
-                starts.append(StartInstance(f, fp.instance_config, reason))
-            idle = sorted(
-                (i for i in live if i.ready and i.idle_since is not None),
-                key=lambda i: i.idle_since or 0.0,
-            )
-            for inst in idle[: max(0, len(live) - win.count)]:
+        planned_need = win.count * batch if in_window and not consumed else 0
+        need = max(planned_need, pending if in_current else 0)
+        if need <= 0:
+            continue
+        live = [i for i in planned if i.id not in stopped]
+        have = sum(max(1, i.batch) for i in live)
+        if have < need:
+            reason = "pre-warm" if fp.stop_after_serving else "keep warm"
+            if need > planned_need:
+                reason = "in flight"
+            for _ in range(-(-(need - have) // batch)):
+                starts.append(StartInstance(f, planned_cfg, reason))
+            continue
+        idle = sorted(
+            (i for i in live if i.ready and i.idle_since is not None),
+            key=lambda i: i.idle_since or 0.0,
+        )
+        hold = 0.0 if fp.stop_after_serving else max(fp.keep_alive_s, fp.init_s)
+        for inst in idle:
+            if have - max(1, inst.batch) < need:
+                continue
+            assert inst.idle_since is not None
+            expires = inst.idle_since + hold
+            if now >= expires:
                 stop(inst, "scale down")
+                have -= max(1, inst.batch)
+            else:
+                wake = min(wake, expires)
     for f, rest in by_function.items():  # functions the plan no longer has
         for inst in rest:
             if inst.ready and inst.idle_since is not None:

@@ -2,7 +2,7 @@
 far larger than one machine can replay, against baselines and a clairvoyant lower bound.
 Pure: no I/O, no clock but its own (wall time is measured only to report speed)."""
 
-from smiless.sim.engine import AppResult, SimResult, simulate
+from smiless.sim.engine import AppResult, Breakdown, SimResult, simulate
 from smiless.sim.lowerbound import lower_bound
 from smiless.sim.model import REFERENCE_APPS, Noise, SimApp, app_from_spec, load_app
 from smiless.sim.policies import LOWER_BOUND, POLICIES, POLICY_NAMES, make_policy
@@ -16,6 +16,7 @@ __all__ = [
     "POLICY_NAMES",
     "REFERENCE_APPS",
     "AppResult",
+    "Breakdown",
     "Noise",
     "Policy",
     "PolicyContext",

@@ -55,6 +55,7 @@ class _Instance:
         "alive",
         "app",
         "batch",
+        "busy_s",
         "config",
         "fidx",
         "id",
@@ -67,6 +68,7 @@ class _Instance:
         "started",
         "stop_pending",
         "view",
+        "why",
     )
 
     def __init__(
@@ -78,6 +80,7 @@ class _Instance:
         prof: FunctionProfile,
         batch: int,
         now: float,
+        why: str,
     ) -> None:
         self.id = iid
         self.app = app
@@ -92,17 +95,59 @@ class _Instance:
         self.idle_since: float | None = None
         self.served = 0
         self.alive = True
-        self.stop_pending = False
+        self.stop_pending = ""
+        """Why it is to stop after its current batch ("" while it is not)."""
         self.view: InstanceView | None = None
+        self.why = why
+        """Why it was started (the policy's reason, or "on demand": the gateway's EnsureInstance)."""
+        self.busy_s = 0.0
 
 
 class _Request:
-    __slots__ = ("arrival", "left", "pend")
+    __slots__ = ("arrival", "cold", "left", "pend")
 
     def __init__(self, arrival: float, pend: list[int], leaves: int) -> None:
         self.arrival = arrival
         self.pend = pend
         self.left = leaves
+        self.cold = False
+
+
+@dataclass
+class Breakdown:
+    """Where one app's cost and violations come from, to find what a policy wastes.
+
+    Instance time is split into init (start command to ready), busy (serving) and idle (the
+    rest), priced at the instance's config; idle cost is keyed by why the instance was
+    stopped ("end of run" when it outlived the run). Cold stage invocations are keyed by why
+    the instance that served them was started ("on demand" = the gateway's EnsureInstance
+    found no instance; a policy reason = the policy started it, too late). A violation is
+    "cold" when any stage of the request waited for an init, else "warm" (queueing, noise or
+    a plan slower than the SLA). Not clipped to the cost window, so the parts add up to a
+    little more than `AppResult.cost` when instances outlive the run."""
+
+    init_cost: float = 0.0
+    busy_cost: float = 0.0
+    idle_cost: dict[str, float] = field(default_factory=dict)
+    starts: dict[str, int] = field(default_factory=dict)
+    stops: dict[str, int] = field(default_factory=dict)
+    cold_starts: dict[str, int] = field(default_factory=dict)
+    violations: dict[str, int] = field(default_factory=dict)
+    cost_by_function: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        idle = sum(self.idle_cost.values())
+        return {
+            "init_cost": self.init_cost,
+            "busy_cost": self.busy_cost,
+            "idle_cost": idle,
+            "idle_cost_by_stop": dict(sorted(self.idle_cost.items(), key=lambda kv: -kv[1])),
+            "cost_by_function": self.cost_by_function,
+            "starts": self.starts,
+            "stops": self.stops,
+            "cold_starts_by_start": self.cold_starts,
+            "violations": self.violations,
+        }
 
 
 @dataclass
@@ -121,6 +166,7 @@ class AppResult:
     """Stage invocations that waited for an instance to initialise."""
     lifetimes: list[Lifetime] = field(default_factory=list)
     end_s: float = 0.0
+    breakdown: Breakdown = field(default_factory=Breakdown)
 
     @property
     def cost(self) -> float:
@@ -248,7 +294,7 @@ class _Sim:
         end = self.end
         for st in self.apps:
             for inst in list(st.live.values()):
-                self.record(st, inst, None)
+                self.record(st, inst, None, "end of run")
             st.result.end_s = end
         wall = time.perf_counter() - t0
         return SimResult([st.result for st in self.apps], self.events, self.decisions, wall, end)
@@ -282,7 +328,7 @@ class _Sim:
         inst.idle_since = now
         inst.view = None
         if inst.stop_pending:
-            self.stop(st, inst, now)
+            self.stop(st, inst, now, inst.stop_pending)
         else:
             self.dispatch(st, inst.fidx, now)
         self.decide(st, now)
@@ -310,13 +356,15 @@ class _Sim:
                     st.result.latencies.append(lat)
                     if lat <= st.app.sla_s:
                         st.result.met_arrivals.append(req.arrival)
+                    else:
+                        _bump(st.result.breakdown.violations, "cold" if req.cold else "warm")
                     st.policy.on_completion(now, lat)
         inst.served += len(batch)
         inst.idle_since = now
         inst.view = None
         st.policy.on_served(now, st.names[f], len(batch))
         if inst.stop_pending:
-            self.stop(st, inst, now)
+            self.stop(st, inst, now, inst.stop_pending)
         self.dispatch(st, f, now)
         for c in touched:
             self.dispatch(st, c, now)
@@ -346,7 +394,7 @@ class _Sim:
         name = st.names[f]
         while need > 0:
             config, batch = st.policy.shape(name)
-            self.start(st, f, config, batch, now)
+            self.start(st, f, config, batch, now, "on demand")
             need -= max(1, batch)
 
     def serve(self, st: _App, inst: _Instance, now: float) -> None:
@@ -358,18 +406,21 @@ class _Sim:
             req, since = q.popleft()
             if since < ready_at:
                 st.result.cold_starts += 1
+                _bump(st.result.breakdown.cold_starts, inst.why)
+                req.cold = True
             batch.append(req)
         prof = inst.prof
         t = prof.inference.latency(n, inst.config.resource) * self.noise.draw_factor(self.rng)
         if inst.served == 0:
             t += prof.cs_extra
+        inst.busy_s += t
         inst.idle_since = None
         inst.view = None
         self.push(now + t, _DONE, inst, batch)
 
     # --- instances ------------------------------------------------------------------------------
 
-    def start(self, st: _App, f: int, config_name: str, batch: int, now: float) -> None:
+    def start(self, st: _App, f: int, config_name: str, batch: int, now: float, why: str) -> None:
         cfg = self.catalogue.get(config_name)
         if cfg is None:
             raise ValueError(f"policy {st.policy.name}: unknown config {config_name!r}")
@@ -377,24 +428,37 @@ class _Sim:
         if prof is None:
             raise ValueError(f"policy {st.policy.name}: {st.names[f]} has no profile for {config_name}")
         st.counter += 1
-        inst = _Instance(f"{st.app.name}/{st.names[f]}/{st.counter}", st.idx, f, cfg, prof, batch, now)
+        inst = _Instance(f"{st.app.name}/{st.names[f]}/{st.counter}", st.idx, f, cfg, prof, batch, now, why)
+        _bump(st.result.breakdown.starts, why)
         inst.ready_at = now + self.noise.draw_init(prof.init, self.rng)
         st.insts[f].append(inst)
         st.live[inst.id] = inst
         self.push(inst.ready_at, _READY, inst)
 
-    def stop(self, st: _App, inst: _Instance, now: float) -> None:
+    def stop(self, st: _App, inst: _Instance, now: float, why: str) -> None:
         if not inst.alive:
             return
         if inst.ready and inst.idle_since is None:  # busy: after this batch
-            inst.stop_pending = True
+            inst.stop_pending = why
             return
-        self.record(st, inst, now)
+        self.record(st, inst, now, why)
         if st.queues[inst.fidx]:
             self.ensure(st, inst.fidx, now)  # it was starting for queued requests
 
-    def record(self, st: _App, inst: _Instance, now: float | None) -> None:
+    def record(self, st: _App, inst: _Instance, now: float | None, why: str) -> None:
         inst.alive = False
+        b = st.result.breakdown
+        _bump(b.stops, why)
+        until = self.end if now is None else now
+        price = inst.price_h / 3600.0
+        init = max(0.0, min(inst.ready_at, until) - inst.started)
+        life = max(0.0, until - inst.started)
+        b.init_cost += price * init
+        b.busy_cost += price * inst.busy_s
+        idle = price * max(0.0, life - init - inst.busy_s)
+        b.idle_cost[why] = b.idle_cost.get(why, 0.0) + idle
+        fname = st.names[inst.fidx]
+        b.cost_by_function[fname] = b.cost_by_function.get(fname, 0.0) + price * life
         st.insts[inst.fidx].remove(inst)
         del st.live[inst.id]
         st.result.lifetimes.append(
@@ -421,17 +485,18 @@ class _Sim:
                     inst.started,
                     inst.idle_since if inst.ready else None,
                     inst.served,
+                    inst.batch,
                 )
             views.append(v)
         d = st.policy.decide(now, views)
         for s in d.starts:
             f = st.index[s.function]
             _, batch = st.policy.shape(s.function)
-            self.start(st, f, s.config, batch, now)
+            self.start(st, f, s.config, batch, now, s.reason)
         for x in d.stops:
             target = st.live.get(x.instance_id)
             if target is not None:
-                self.stop(st, target, now)
+                self.stop(st, target, now, x.reason)
         wake = d.wake_at
         if wake < math.inf:
             if wake <= now:
@@ -441,6 +506,10 @@ class _Sim:
                 self.push(wake, _WAKE, st)
         else:
             st.wake_time = math.inf
+
+
+def _bump(counter: dict[str, int], key: str) -> None:
+    counter[key] = counter.get(key, 0) + 1
 
 
 def _idle_key(inst: _Instance) -> float:

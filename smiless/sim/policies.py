@@ -8,15 +8,10 @@ pre-warms every stage as if it were the entry (its `prewarm_at_s` moved back by 
 offset: the reference's ablation, which ignores the cascade); `oracle` is smiless fed the true
 next IT and count (reads the future on purpose).
 
-Interface gap in `controller.decide`: it sees instances, not requests. Re-planning on an
-arrival moves every function's window to the *next* arrival, so a downstream stage whose
-inputs have not reached it yet loses the window it was pre-warmed for: an idle pre-warmed
-instance is stopped ("no arrival"), and one whose pre-warm time had not come is never
-started; that request then cold-starts. Until `decide` takes the requests in flight per
-function, the smiless policies time each function that requests in flight have yet to pass
-with the plan in force when they arrived, and the others with the new plan
-(`SmilessPolicy.decide`: two calls of the controller on the two halves); that is the only
-thing added around the controller.
+The controller is told, per function, the invocations in flight (arrived, not yet served
+there: `SmilessPolicy.inflight`), as the optimizer service would count them from the
+gateway's records: a plan made at an arrival times the next one, and the in-flight count is
+what keeps the window of the requests still on their way open (`controller.decide`).
 
 **Baselines**, as their papers describe them (smiless-reference.md §7 (a)), without the
 reference artifact's bugs; each simplification is listed in the class docstring. Where a
@@ -107,9 +102,6 @@ class SmilessPolicy(Policy):
             self.plan = self._plan(self.forecasts[self.minute], wl.time_of(last))
         else:
             self.plan = self._plan(Forecast(math.inf), 0.0)
-        self.previous = self.plan
-        """The plan in force when the requests now in flight arrived."""
-        self._split: tuple[tuple[int, int, frozenset[str]], Plan, Plan] | None = None
 
     def _plan(self, forecast: Forecast, now: float) -> Plan:
         plan = self.cache.plan(forecast, now)
@@ -123,31 +115,13 @@ class SmilessPolicy(Policy):
             self.inflight[f] += count
         if minute != self.minute:
             self.minute = minute
-            self.previous = self.plan
             self.plan = self._plan(self.forecasts[minute], now)
 
     def on_served(self, now: float, function: str, batch: int) -> None:
         self.inflight[function] -= batch
 
     def decide(self, now: float, instances: Sequence[InstanceView]) -> Decision:
-        busy = {f for f, n in self.inflight.items() if n > 0}
-        if not busy:
-            return decide(self.plan, now, instances, active=self.active)
-        # Interface gap (module docstring): a function that requests in flight have yet to
-        # pass is timed by the plan in force when they arrived, the rest by the new one.
-        key = (id(self.previous), id(self.plan), frozenset(busy))
-        if self._split is None or self._split[0] != key:
-            old = dataclasses.replace(
-                self.previous, functions={f: fp for f, fp in self.previous.functions.items() if f in busy}
-            )
-            new = dataclasses.replace(
-                self.plan, functions={f: fp for f, fp in self.plan.functions.items() if f not in busy}
-            )
-            self._split = (key, old, new)
-        _, old, new = self._split
-        d1 = decide(old, now, [v for v in instances if v.function in busy], active=self.active)
-        d2 = decide(new, now, [v for v in instances if v.function not in busy], active=self.active)
-        return Decision(d1.starts + d2.starts, d1.stops + d2.stops, min(d1.wake_at, d2.wake_at))
+        return decide(self.plan, now, instances, active=self.active, inflight=self.inflight)
 
     def shape(self, function: str) -> tuple[str, int]:
         fp = self.plan.functions[function]

@@ -120,15 +120,35 @@ def test_scaled_group_is_started_to_the_planned_count_and_surplus_scaled_down() 
     assert sum(1 for s in d2.stops if s.reason == "scale down") == 2
 
 
-def test_other_config_is_replaced_once_the_planned_one_is_ready() -> None:
-    plan = plan_for(1.2)
+def test_a_much_dearer_config_is_replaced_once_the_planned_one_is_ready() -> None:
+    configs = {n: CATALOGUE[n] for n in ("cpu-1", "cpu-8")}
+    plan = fast_plan(["a", "b"], [("a", "b")], 3.0, PROFILES, configs, Forecast(1.2, 1, 1.0), 100.0)
     cfg = plan.functions["a"].instance_config
-    other = "cpu-2" if cfg == "cpu-1" else "cpu-1"
-    old = view("old", "a", other, idle_since=plan.now)
+    assert cfg == "cpu-1"  # the SLA is easy: the cheapest config
+    old = view("old", "a", "cpu-8", idle_since=plan.now)  # 8 x the price: not kept
     assert not decide(plan, plan.now + 0.1, [old]).stops  # nothing planned ready yet
     new = view("new", "a", cfg, idle_since=plan.now)
     d = decide(plan, plan.now + 0.1, [old, new])
     assert [(s.instance_id, s.reason) for s in d.stops] == [("old", "config changed")]
+
+
+def test_a_config_change_that_is_not_materially_cheaper_keeps_the_instance() -> None:
+    """Hysteresis: cpu-2 costs 2 x cpu-1, within CONFIG_PRICE_HYSTERESIS, and is faster: the
+    ready cpu-2 instance counts as the planned one, so nothing starts and nothing stops."""
+    plan = plan_for(1.2)
+    fa = plan.functions["a"]
+    assert fa.instance_config == "cpu-1" and fa.instances == 1
+    old = view("old", "a", "cpu-2", idle_since=plan.now)
+    d = decide(plan, plan.now + 0.1, [old])
+    assert not d.stops
+    assert not [s for s in d.starts if s.function == "a"]
+    # with a planned one ready as well, the cpu-2 one is surplus: held for the break-even
+    # time (max(keep-alive, init)), then scaled down (the longest idle first)
+    new = view("new", "a", "cpu-1", idle_since=plan.now + 0.05)
+    hold = max(fa.keep_alive_s, fa.init_s)
+    assert not decide(plan, plan.now + 0.1, [old, new]).stops
+    late = decide(plan, plan.now + hold + 0.01, [old, new])
+    assert [(s.instance_id, s.reason) for s in late.stops] == [("old", "scale down")]
 
 
 def test_functions_gone_from_the_plan_are_stopped() -> None:
