@@ -689,6 +689,10 @@ class SMIlessPredictor(Predictor):
             )
             reasons.append(f"count: {why}; largest count seen")
             count = fallback.count
+        # A quantile bucketed up with a margin can exceed any count the app has ever had
+        # (bursty apps: 26-36 forecast where the largest arrival was 16); the largest count
+        # seen is already the conservative answer, so it caps the forecast.
+        count = min(count, fallback.count)
         if keep.fallback:
             reasons.append(f"keep-alive: {keep.reason}")
         model_fell_back = len(reasons) - int(keep.fallback)

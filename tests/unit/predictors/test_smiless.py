@@ -77,6 +77,24 @@ def test_periodic_counts_not_under_estimated(periodic: tuple[np.ndarray, SMIless
     assert float(np.mean(count_pred / true)) <= 4.0  # biased up, not unbounded
 
 
+def test_count_never_exceeds_the_largest_count_seen() -> None:
+    """Bursty counts (mostly 1, every fourth arrival 14): the count model's bucketed quantile
+    with its margin would forecast above 14; the prediction is capped at the largest count
+    the app has had, and still covers every burst."""
+    rng = np.random.default_rng(3)
+    n = 240
+    counts = [14 if k % 4 == 0 else int(rng.integers(1, 3)) for k in range(n)]
+    its = rng.choice([2, 3, 5], size=n - 1).tolist()
+    h = history(its, counts)
+    first = 180
+    cut = SlotSeries.from_counts(h).arrival_slots[first]
+    p = SMIlessPredictor(budget=SMALL).fit(h[: cut + 1])
+    _, count_pred = walk_forward(p, h, first)
+    assert int(count_pred.max()) <= 14
+    true = SlotSeries.from_counts(h).arrival_counts[first + 1 :]
+    assert under_rate(count_pred, true) <= 0.05
+
+
 def test_count_model_under_estimate_rate_on_noisy_series() -> None:
     rng = np.random.default_rng(7)
     n = 400
