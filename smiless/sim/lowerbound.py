@@ -46,6 +46,22 @@ direction: batching is free, several instances at once are charged as one, an in
 short as the model allows, the price is the cheapest that could meet the SLA, and each
 function is placed independently of the others.
 
+**The work term.** The chain term charges one instance at a time, so it misses the work of
+requests that come together or more often than an instance can serve them. A second bound
+on the same cost_f counts that work. The inference model is linear in the batch,
+T_c(B) = T_c(1) + (B - 1)·w_c with w_c = T_c(2) - T_c(1) >= 0, and a batch takes at least φ
+times it. Let m = min over A_f of price_c · φ · w_c (the least a request can add to a batch's
+cost), and n the number of requests counted. An instance serves one batch at a time and its
+init comes before its first batch, so its cost is at least price_c x (its init + the
+durations of its batches); a batch of B requests on c costs at least
+price_c · φ · T_c(B) >= B·m (and at least p·s); at least one instance is started (p·I).
+Summing over instances and batches (a request that meets the SLA is served at f in a batch
+on an allowed config, so the batches hold all n of them):
+
+    cost_f >= p · I + max(n · m, p · s).
+
+Both terms bound the same cost_f, so the bound per function is the larger of the two.
+
 A function with no allowed config (the SLA is out of reach) contributes 0: no request can
 meet the SLA there, so the requests the bound counts are none.
 """
@@ -60,21 +76,24 @@ from smiless.sim.model import Noise, SimApp, profile_on
 
 def function_bounds(
     app: SimApp, catalogue: Mapping[str, HardwareConfig], noise: Noise
-) -> dict[str, tuple[float, float, float, float] | None]:
-    """Per function: (price per second p, service floor s, init floor I, slack σ), or None
-    when no config can meet the SLA (see the module docstring)."""
+) -> dict[str, tuple[float, float, float, float, float] | None]:
+    """Per function: (price per second p, service floor s, init floor I, slack σ, the least
+    cost m a request adds to a batch), or None when no config can meet the SLA (see the
+    module docstring)."""
     dag = app.dag
     fastest: dict[str, float] = {}
-    per: dict[str, list[tuple[float, float, float]]] = {}
+    per: dict[str, list[tuple[float, float, float, float]]] = {}
     phi = noise.inference_floor
     for f in dag.functions:
-        rows: list[tuple[float, float, float]] = []
+        rows: list[tuple[float, float, float, float]] = []
         for cfg in catalogue.values():
             prof = profile_on(app, f, cfg)
             if prof is None:
                 continue
-            s = phi * prof.inference.latency(1, cfg.resource)
-            rows.append((cfg.price_per_second, s, noise.init_floor(prof.init)))
+            one = prof.inference.latency(1, cfg.resource)
+            extra = max(0.0, prof.inference.latency(2, cfg.resource) - one)
+            price = cfg.price_per_second
+            rows.append((price, phi * one, noise.init_floor(prof.init), price * phi * extra))
         if not rows:
             raise ValueError(f"{f}: no profile for any config of the catalogue")
         per[f] = rows
@@ -85,7 +104,7 @@ def function_bounds(
     down: dict[str, float] = {}
     for f in reversed(dag.functions):
         down[f] = max((fastest[c] + down[c] for c in dag.children[f]), default=0.0)
-    out: dict[str, tuple[float, float, float, float] | None] = {}
+    out: dict[str, tuple[float, float, float, float, float] | None] = {}
     eps = 1e-9
     for f in dag.functions:
         room = app.sla_s - up[f] - down[f]
@@ -96,7 +115,8 @@ def function_bounds(
         p = min(r[0] for r in allowed)
         s = min(r[1] for r in allowed)
         init = min(r[2] for r in allowed)
-        out[f] = (p, s, init, max(0.0, room - s))
+        m = min(r[3] for r in allowed)
+        out[f] = (p, s, init, max(0.0, room - s), m)
     return out
 
 
@@ -107,17 +127,22 @@ def lower_bound(
     noise: Noise,
 ) -> float:
     """The cost no policy can go below while the requests arriving at `arrivals` meet the SLA
-    (derivation in the module docstring)."""
-    times = sorted(set(arrivals))  # requests arriving together are one point of a chain
-    if not times:
+    (derivation in the module docstring): per function, the larger of the chain and the work
+    term."""
+    every = sorted(arrivals)
+    if not every:
         return 0.0
+    n = len(every)
+    times = sorted(set(every))  # requests arriving together are one point of a chain
     total = 0.0
     for bound in function_bounds(app, catalogue, noise).values():
         if bound is None:
             continue
-        p, s, init, slack = bound
+        p, s, init, slack, m = bound
         cap = s + init
-        total += p * (cap + best_chain(times, slack, cap))
+        chain = p * (cap + best_chain(times, slack, cap))
+        work = p * init + max(n * m, p * s)
+        total += max(chain, work)
     return total
 
 

@@ -35,11 +35,17 @@ def test_bound_by_hand() -> None:
     0, 0.5, 10 and 11: gaps after slack are 0, 9.3 (capped at s + I = 2.3) and 0.3."""
     prof = {"f": {"cpu": exact_profile(Kind.CPU, 0.4, 1.0, 0.1, 2.0)}}
     app = SimApp("one", 1.0, Dag.of(["f"], []), prof)
-    (_p, s, init, slack) = function_bounds(app, ONE_CPU, Noise.exact())["f"]  # type: ignore[misc]
+    (_p, s, init, slack, m) = function_bounds(app, ONE_CPU, Noise.exact())["f"]  # type: ignore[misc]
     assert (s, init) == pytest.approx((0.3, 2.0))
     assert slack == pytest.approx(0.7)
-    expected = CATALOGUE["cpu-1"].price_per_second * (2.3 + 0.0 + 2.3 + 0.3)
+    p = CATALOGUE["cpu-1"].price_per_second
+    # a request adds 0.4 s to a batch on cpu-1 (price p), 0.2 s on cpu-2 (price 2p): m = 0.4p
+    assert m == pytest.approx(0.4 * p)
+    # chain 2.3 + 0 + 2.3 + 0.3 = 4.9 beats the work term 2 + max(4 x 0.4, 0.3) = 3.6
+    expected = p * (2.3 + 0.0 + 2.3 + 0.3)
     assert lower_bound(app, [0.0, 0.5, 10.0, 11.0], ONE_CPU, Noise.exact()) == pytest.approx(expected)
+    # 20 requests at once are one point of a chain (2.3), but their work is 2 + 20 x 0.4 = 10
+    assert lower_bound(app, [0.0] * 20, ONE_CPU, Noise.exact()) == pytest.approx(10.0 * p)
 
 
 def test_a_chain_keeps_the_spread_of_frequent_arrivals() -> None:
