@@ -78,6 +78,9 @@ class InstanceView:
     """Requests served since it started."""
     batch: int = 1
     """The most requests it serves at once (its capacity per round)."""
+    price_per_s: float | None = None
+    """Its config's price per second; None: taken from the plan's candidates when one runs
+    on that config."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,17 +124,17 @@ def warm_window(plan: Plan, fp: FunctionPlan, *, active: bool, miss_grace_s: flo
     return WarmWindow(-math.inf, served_by + fp.keep_alive_s, fp.instances)
 
 
-def _config_prices(plan: Plan, f: str) -> dict[str, tuple[float, float]]:
-    """Per config: (price per second of one instance, `f`'s single-request stage latency
-    there), from the plan's candidates (a candidate's group price over its instance count is
-    the unit price of its instance config)."""
+def _config_prices(plan: Plan, f: str) -> dict[str, tuple[float | None, float]]:
+    """Per config: (price per second of one instance, None when no candidate runs on it;
+    `f`'s single-request stage latency there), from the plan's candidates (a candidate's
+    group price over its instance count is the unit price of its instance config)."""
     price: dict[str, float] = {}
     latency: dict[str, float] = {}
     for c in plan.candidates.get(f, ()):
         if c.instances > 0:
             price.setdefault(c.instance_config, c.price_per_second / c.instances)
         latency[c.config] = c.latency_s
-    return {k: (price[k], latency[k]) for k in latency if k in price}
+    return {k: (price.get(k), latency[k]) for k in latency}
 
 
 def _kept(
@@ -143,7 +146,7 @@ def _kept(
     other functions' kept instances (`kept_latency`, updated)."""
     prices = _config_prices(plan, fp.function)
     want = prices.get(fp.instance_config)
-    if want is None or not plan.feasible:
+    if want is None or want[0] is None or not plan.feasible:
         return []
     slot_price = want[0] / max(1, fp.batch)
     ok: dict[str, bool] = {}
@@ -151,7 +154,8 @@ def _kept(
     f = fp.function
     for inst in others:
         got = prices.get(inst.config)
-        if got is None or got[0] / max(1, inst.batch) > CONFIG_PRICE_HYSTERESIS * slot_price:
+        price = inst.price_per_s if inst.price_per_s is not None else (got[0] if got else None)
+        if got is None or price is None or price / max(1, inst.batch) > CONFIG_PRICE_HYSTERESIS * slot_price:
             continue
         fine = ok.get(inst.config)
         if fine is None:

@@ -486,6 +486,7 @@ class _Sim:
                     inst.idle_since if inst.ready else None,
                     inst.served,
                     inst.batch,
+                    inst.price_h / 3600.0,
                 )
             views.append(v)
         d = st.policy.decide(now, views)
