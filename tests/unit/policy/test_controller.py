@@ -32,8 +32,9 @@ def view(
     idle_since: float | None = 0.0,
     served: int = 0,
     started_at: float = 0.0,
+    batch: int = 1,
 ) -> InstanceView:
-    return InstanceView(iid, function, config, ready, started_at, idle_since, served)
+    return InstanceView(iid, function, config, ready, started_at, idle_since, served, batch)
 
 
 def test_prewarm_starts_in_the_window_and_not_before() -> None:
@@ -115,9 +116,43 @@ def test_scaled_group_is_started_to_the_planned_count_and_surplus_scaled_down() 
     win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
     d = decide(plan, win.start + 0.01, [])
     assert sum(1 for s in d.starts if s.function == "a") == fa.instances
-    extra = [view(f"i{k}", "a", fa.instance_config, idle_since=win.start) for k in range(fa.instances + 2)]
+    extra = [
+        view(f"i{k}", "a", fa.instance_config, idle_since=win.start, batch=fa.batch)
+        for k in range(fa.instances + 2)
+    ]
     d2 = decide(plan, win.start + 0.01, extra)
     assert sum(1 for s in d2.stops if s.reason == "scale down") == 2
+
+
+def test_capacity_is_counted_in_batch_slots() -> None:
+    """The plan serves 4 together on one batch-4 instance; instances of batch 1 (started for
+    another forecast) hold one slot each: three of them leave a slot short, four suffice."""
+    plan = plan_for(30.0, count=4)
+    fa = plan.functions["a"]
+    assert (fa.instances, fa.batch) == (1, 4)
+    win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
+    three = [view(f"i{k}", "a", fa.instance_config, idle_since=win.start) for k in range(3)]
+    d = decide(plan, win.start + 0.01, three)
+    assert [s.function for s in d.starts if s.function == "a"] == ["a"]
+    four = [*three, view("i3", "a", fa.instance_config, idle_since=win.start)]
+    assert not [s for s in decide(plan, win.start + 0.01, four).starts if s.function == "a"]
+
+
+def test_requests_in_flight_keep_their_window() -> None:
+    """A plan made at an arrival times the next one (30 s on); a request of this arrival
+    still on its way to b keeps b's pre-warmed instance after it served the first, and gets
+    an instance started when b has none; with nothing in flight the same instance is
+    stopped after serving."""
+    plan = plan_for(30.0)
+    fb = plan.functions["b"]
+    assert fb.stop_after_serving
+    t = plan.now + fb.ready_offset_s + 0.5
+    served = view("i1", "b", fb.instance_config, idle_since=t - 0.1, served=1)
+    assert [s.reason for s in decide(plan, t, [served]).stops] == ["served"]
+    assert not decide(plan, t, [served], inflight={"a": 0, "b": 1}).stops
+    d = decide(plan, t, [], inflight={"a": 0, "b": 2})
+    assert [(s.function, s.reason) for s in d.starts] == [("b", "in flight")] * -(-2 // fb.batch)
+    assert not decide(plan, t, []).starts  # the next arrival's window is 30 s away
 
 
 def test_a_much_dearer_config_is_replaced_once_the_planned_one_is_ready() -> None:
