@@ -149,9 +149,14 @@ def evaluate_on(
     forecast: Forecast,
     ladder: ResourceLadder | None,
     t_init: float,
+    budget_s: float | None = None,
 ) -> Candidate:
     """`evaluate` on a config given by its fields (name, kind, resource, price per second):
-    the planner's inner loop, N × M calls per plan, so nothing here is recomputed per call."""
+    the planner's inner loop, N × M calls per plan, so nothing here is recomputed per call.
+
+    `budget_s`: the inference time a scaled group may take (default T(1, r), one invocation
+    alone on this config); a larger budget lets the auto-scaler batch more per instance and
+    is then the stage's planned latency (see `evaluate_batched`)."""
     inf = profile.inference
     base = inf.lam * (inf.alpha / r + inf.beta) + inf.gamma  # T(1, r), inlined
     latency = base + profile.cs_extra
@@ -162,10 +167,12 @@ def evaluate_on(
     else:
         batch, n, inst_cfg, price, busy = 1, count, name, count * unit_price, latency
         if ladder is not None:
-            d = scale(count, inf, base, ladder)
+            d = scale(count, inf, base if budget_s is None else budget_s, ladder)
             if d.feasible and d.price_per_second <= price * (1 + 1e-9):  # ties: the scaler's, fewer
                 batch, n, inst_cfg, price = d.batch, d.instances, d.config, d.price_per_second
                 busy = d.latency_s + profile.cs_extra
+                if budget_s is not None:
+                    latency = busy
     if it < busy:  # the next arrival comes while this one is served: one more group per overlap
         overlap = math.ceil(busy / it)
         n *= overlap
@@ -214,3 +221,44 @@ def pareto_front(cands: list[Candidate]) -> list[Candidate]:
         if not front or c.latency_s < front[-1].latency_s:
             front.append(c)
     return front
+
+
+def evaluate_batched(
+    profile: FunctionProfile,
+    name: str,
+    kind: Kind,
+    r: float,
+    unit_price: float,
+    forecast: Forecast,
+    ladder: ResourceLadder | None,
+    t_init: float,
+) -> list[Candidate]:
+    """`evaluate_on`, plus, when several invocations arrive together, the same config with
+    inference budgets that let the auto-scaler batch them: T(B, r) for B = 2, 4, ... up to
+    the count. Each is slower (the batch is the stage's latency) and needs fewer instances,
+    so it is cheaper; the path search spends SLA slack on it where the SLA allows.
+
+    Why: with the budget fixed at T(1, r), G invocations that arrive together need G
+    instances on r (a bigger config batches only what it serves within T(1, r)), although
+    an SLA with slack could take the batch. That is ⌈G/B⌉ times the instances to start, keep
+    and pay for; SMIless's scaler only sizes within the path search's latency, so this goes
+    beyond it."""
+    first = evaluate_on(profile, name, kind, r, unit_price, forecast, ladder, t_init)
+    count = forecast.count
+    if count == 1 or ladder is None:
+        return [first]
+    inf = profile.inference
+    per = inf.lam * (inf.alpha / r + inf.beta)
+    out = [first]
+    seen = {(first.batch, first.instances, first.instance_config)}
+    b = 2
+    while True:
+        b = min(b, count)
+        c = evaluate_on(profile, name, kind, r, unit_price, forecast, ladder, t_init, b * per + inf.gamma)
+        key = (c.batch, c.instances, c.instance_config)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+        if b == count:
+            return out
+        b *= 2

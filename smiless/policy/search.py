@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from smiless.catalogue import HardwareConfig, Kind
 from smiless.policy.autoscaler import ResourceLadder
-from smiless.policy.costmodel import Candidate, Forecast, Mode, evaluate_on, pareto_front
+from smiless.policy.costmodel import Candidate, Forecast, Mode, evaluate_batched, pareto_front
 from smiless.policy.profile import DEFAULT_K_SIGMA, FunctionProfiles
 from smiless.policy.workflow import Dag, decompose, timing
 
@@ -211,7 +211,7 @@ def build_problem(
             init_s = init_cache.get(id(prof))
             if init_s is None:
                 init_s = init_cache[id(prof)] = prof.init.bound(k_sigma)
-            cands.append(evaluate_on(prof, name, kind, r, price, forecast, ladders.get(kind), init_s))
+            cands.extend(evaluate_batched(prof, name, kind, r, price, forecast, ladders.get(kind), init_s))
         if not cands:
             unprofiled.append(f)
             continue

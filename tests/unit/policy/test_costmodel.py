@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from smiless.catalogue import Kind
 from smiless.policy.autoscaler import ResourceLadder
-from smiless.policy.costmodel import Candidate, Forecast, Mode, evaluate, pareto_front
+from smiless.policy.costmodel import Candidate, Forecast, Mode, evaluate, evaluate_batched, pareto_front
+from smiless.policy.search import exact_plan, fast_plan
 
 from .helpers import CATALOGUE, profile
 
@@ -70,6 +71,28 @@ def test_case_3_burst_uses_the_autoscaler_and_is_billed_per_invocation() -> None
     assert scaled.latency_s == pytest.approx(1.0) and scaled.busy_s <= 1.0 + 1e-12
     assert scaled.mode is Mode.SCALED and scaled.prewarm_window_s > 0
     assert scaled.cost == pytest.approx(CATALOGUE["cpu-4"].price_per_second * scaled.exec_s / 4)
+
+
+def test_sla_slack_buys_batches_instead_of_instances() -> None:
+    # T(B, 1 core) = 0.1 B + 0.5: batching 8 on one cpu-1 takes 1.3 s instead of 0.6 s
+    p = profile(Kind.CPU, 1.0, 0.1, 0.0, 0.5, 2.0, 0.0)
+    only = ResourceLadder.of([CPU1], Kind.CPU)
+    cands = evaluate_batched(p, "cpu-1", Kind.CPU, 1.0, U, Forecast(100.0, 8), only, 2.0)
+    shapes = [(c.batch, c.instances) for c in cands]
+    assert shapes == [(1, 8), (2, 4), (4, 2), (8, 1)]
+    for c in cands:
+        assert c.latency_s == pytest.approx(0.1 * c.batch + 0.5), "the batch is the stage's latency"
+    assert [c.cost for c in cands] == sorted((c.cost for c in cands), reverse=True), "fewer is cheaper"
+    assert evaluate_batched(p, "cpu-1", Kind.CPU, 1.0, U, Forecast(100.0, 1), only, 2.0) == [
+        evaluate(p, CPU1, Forecast(100.0, 1), only)
+    ]
+    cat = {"cpu-1": CPU1}
+    for plan_fn in (fast_plan, exact_plan):
+        roomy = plan_fn(["f"], [], 2.0, {"f": {"cpu": p}}, cat, Forecast(100.0, 8))
+        assert (roomy.functions["f"].batch, roomy.functions["f"].instances) == (8, 1)
+        tight = plan_fn(["f"], [], 0.65, {"f": {"cpu": p}}, cat, Forecast(100.0, 8))
+        assert (tight.functions["f"].batch, tight.functions["f"].instances) == (1, 8)
+        assert tight.feasible and roomy.cost < tight.cost
 
 
 def test_init_is_planned_at_mu_plus_k_sigma() -> None:
