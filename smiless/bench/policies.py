@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ class RunRow:
     sim_wall_s: float
     trace_row: str
     events: int = 0
+    breakdown: dict[str, object] = field(default_factory=dict)
+    """Where the cost, cold starts and violations come from (`smiless.sim.Breakdown`)."""
 
 
 def standard_workloads(
@@ -121,6 +123,7 @@ def run_one(
         wall,
         wl.source,
         res.events,
+        a.breakdown.as_dict(),
     )
     return row, a.lifetimes
 

@@ -101,6 +101,27 @@ def test_cost_is_the_accounting_of_the_lifetimes() -> None:
     assert all(lt.stop is None or lt.stop >= lt.start for lt in a.lifetimes)
 
 
+def test_the_breakdown_adds_up() -> None:
+    """Init + busy + idle is the instances' cost (all stopped inside the window here); idle
+    by stop reason, cold starts by start reason and violations by cause add up to their
+    totals; every start and stop is counted once."""
+    wl = periodic(3, 120, 3, count=3)
+    app = diamond(1.0)  # tight: cold starts violate
+    pol = Fixed(PolicyContext(app, wl, CATALOGUE, Noise()), keep_s=2.0)
+    a = simulate([(app, wl, pol)], CATALOGUE, noise=Noise()).apps[0]
+    b = a.breakdown
+    assert a.violations > 0 and a.cold_starts > 0
+    assert all(lt.stop is not None for lt in a.lifetimes)
+    assert b.init_cost + b.busy_cost + sum(b.idle_cost.values()) == pytest.approx(a.cost, rel=1e-9)
+    assert sum(b.cost_by_function.values()) == pytest.approx(a.cost, rel=1e-9)
+    assert set(b.idle_cost) == {"idle"} and b.stops == {"idle": len(a.lifetimes)}
+    assert b.starts == {"on demand": len(a.lifetimes)}  # Fixed never starts: the gateway does
+    assert b.cold_starts == {"on demand": a.cold_starts}
+    assert sum(b.violations.values()) == a.violations
+    d = b.as_dict()
+    assert d["idle_cost"] == pytest.approx(b.idle_cost["idle"])
+
+
 def test_many_apps_share_one_loop() -> None:
     app = diamond(3.0)
     wls = [periodic(4 + i, 100, 10) for i in range(4)]
