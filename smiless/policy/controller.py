@@ -76,8 +76,9 @@ class InstanceView:
     """None while it serves; else when it last became idle (its ready time if never used)."""
     served: int
     """Requests served since it started."""
-    batch: int = 1
-    """The most requests it serves at once (its capacity per round)."""
+    batch: int | None = None
+    """The most requests it serves at once (its capacity per round); None: unknown, taken
+    as the plan's batch on the planned config and 1 on another."""
     price_per_s: float | None = None
     """Its config's price per second; None: taken from the plan's candidates when one runs
     on that config."""
@@ -155,7 +156,9 @@ def _kept(
     for inst in others:
         got = prices.get(inst.config)
         price = inst.price_per_s if inst.price_per_s is not None else (got[0] if got else None)
-        if got is None or price is None or price / max(1, inst.batch) > CONFIG_PRICE_HYSTERESIS * slot_price:
+        if got is None or price is None:
+            continue
+        if price / max(1, inst.batch or 1) > CONFIG_PRICE_HYSTERESIS * slot_price:
             continue
         fine = ok.get(inst.config)
         if fine is None:
@@ -251,7 +254,11 @@ def decide(
         if need <= 0:
             continue
         live = [i for i in planned if i.id not in stopped]
-        have = sum(max(1, i.batch) for i in live)
+
+        def slots(i: InstanceView, _cfg: str = planned_cfg, _batch: int = batch) -> int:
+            return max(1, i.batch) if i.batch is not None else (_batch if i.config == _cfg else 1)
+
+        have = sum(slots(i) for i in live)
         if have < need:
             reason = "pre-warm" if fp.stop_after_serving else "keep warm"
             if need > planned_need:
@@ -265,13 +272,13 @@ def decide(
         )
         hold = 0.0 if fp.stop_after_serving else max(fp.keep_alive_s, fp.init_s)
         for inst in idle:
-            if have - max(1, inst.batch) < need:
+            if have - slots(inst) < need:
                 continue
             assert inst.idle_since is not None
             expires = inst.idle_since + hold
             if now >= expires:
                 stop(inst, "scale down")
-                have -= max(1, inst.batch)
+                have -= slots(inst)
             else:
                 wake = min(wake, expires)
     for f, rest in by_function.items():  # functions the plan no longer has

@@ -32,7 +32,7 @@ def view(
     idle_since: float | None = 0.0,
     served: int = 0,
     started_at: float = 0.0,
-    batch: int = 1,
+    batch: int | None = None,
 ) -> InstanceView:
     return InstanceView(iid, function, config, ready, started_at, idle_since, served, batch)
 
@@ -131,11 +131,14 @@ def test_capacity_is_counted_in_batch_slots() -> None:
     fa = plan.functions["a"]
     assert (fa.instances, fa.batch) == (1, 4)
     win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
-    three = [view(f"i{k}", "a", fa.instance_config, idle_since=win.start) for k in range(3)]
+    three = [view(f"i{k}", "a", fa.instance_config, idle_since=win.start, batch=1) for k in range(3)]
     d = decide(plan, win.start + 0.01, three)
     assert [s.function for s in d.starts if s.function == "a"] == ["a"]
-    four = [*three, view("i3", "a", fa.instance_config, idle_since=win.start)]
+    four = [*three, view("i3", "a", fa.instance_config, idle_since=win.start, batch=1)]
     assert not [s for s in decide(plan, win.start + 0.01, four).starts if s.function == "a"]
+    # a batch the caller does not know (the service's workers) is the plan's on its config
+    unknown = view("u", "a", fa.instance_config, idle_since=win.start)
+    assert not [s for s in decide(plan, win.start + 0.01, [unknown]).starts if s.function == "a"]
 
 
 def test_requests_in_flight_keep_their_window() -> None:
