@@ -160,6 +160,8 @@ class AppResult:
     invocations: int = 0
     latencies: list[float] = field(default_factory=list)
     """End-to-end latency (s) of every finished request, in arrival order per completion."""
+    arrivals: list[float] = field(default_factory=list)
+    """Arrival time of each request in `latencies` (same order): for measuring a window."""
     met_arrivals: list[float] = field(default_factory=list)
     """Arrival times of the requests that met the SLA (what the lower bound may count)."""
     cold_starts: int = 0
@@ -354,6 +356,7 @@ class _Sim:
                     self.pending -= 1
                     lat = now - req.arrival
                     st.result.latencies.append(lat)
+                    st.result.arrivals.append(req.arrival)
                     if lat <= st.app.sla_s:
                         st.result.met_arrivals.append(req.arrival)
                     else:
