@@ -98,6 +98,9 @@ class Settings(BaseSettings):
         100_000, gt=0, description="Records of each kind buffered while Redis is down; beyond, dropped."
     )
     stream_max_in_flight: int = Field(256, gt=0, description="Invocations of one InvokeStream run at once.")
+    worker_streams: bool = Field(
+        True, description="Gateway -> worker calls over one InferStream per worker (False: unary Infer)."
+    )
     # --- metrics and security (README: "Metrics", "Security") ---
     metrics_port_offset: int = Field(
         1000, ge=0, description="Prometheus endpoint port = the service's gRPC port + this; 0 disables."

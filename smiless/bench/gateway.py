@@ -5,8 +5,9 @@ registers a 3-stage chain of `tiny-mlp` stages, warms one instance per stage, th
 concurrency runs closed-loop clients for `duration_s`: each client sends an invocation,
 waits for its answer, sends the next. In the same run, at the same concurrency, the
 benchmark calls the same chain itself, stage after stage, directly on the same workers (the
-floor: what any client would pay without a gateway). overhead_per_stage_ms =
-(p50 - direct_p50) / stages.
+floor: what any client would pay without a gateway), over the same kind of worker call the
+gateway makes (one InferStream per worker; unary Infer with SMILESS_WORKER_STREAMS=false).
+overhead_per_stage_ms = (p50 - direct_p50) / stages.
 
 Modes: `unary` (one Invoke call per invocation) and `stream` (each client keeps one
 InvokeStream open and sends its invocations over it, still one at a time). Batch sizes > 1
@@ -30,10 +31,11 @@ import grpc
 
 from smiless import appspec, tensors, zoo
 from smiless.cli.stack import LocalStack, free_port
-from smiless.config import SERVICE_NAMES
+from smiless.config import SERVICE_NAMES, Settings
 from smiless.protoutil import set_seconds
+from smiless.services.gateway.streams import WorkerCallError, WorkerStream
 from smiless.store import Store
-from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, optimizer_pb2, worker_pb2, worker_pb2_grpc
+from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, optimizer_pb2, worker_pb2_grpc
 
 APP = "bench-chain"
 STAGES = ("s1", "s2", "s3")
@@ -73,7 +75,7 @@ async def closed_loop(
             t0 = time.perf_counter()
             try:
                 await one(k)
-            except grpc.aio.AioRpcError:
+            except (grpc.aio.AioRpcError, WorkerCallError):
                 failures += 1
                 continue
             latencies.append(time.perf_counter() - t0)
@@ -109,11 +111,11 @@ def worker_pids(ports: set[int]) -> list[int]:
     return found
 
 
-def _direct(workers: list[worker_pb2_grpc.WorkerStub], x: common_pb2.Tensor) -> Call:
+def _direct(workers: list[WorkerStream], x: common_pb2.Tensor) -> Call:
     async def one(_: int) -> None:
         t = x
         for w in workers:
-            t = (await w.Infer(worker_pb2.InferRequest(inputs=[t]), timeout=30)).outputs[0]
+            t = (await w.infer([t], 30)).outputs[0]
 
     return one
 
@@ -184,7 +186,13 @@ async def run_gateway_bench(
         used = {s.function: by_id[s.instance_id].address for s in first.stages}
         wpids = worker_pids({int(a.rsplit(":", 1)[1]) for a in used.values()})
         worker_channels = {a: grpc.aio.insecure_channel(a) for a in set(used.values())}
-        workers = [worker_pb2_grpc.WorkerStub(worker_channels[used[s]]) for s in STAGES]
+        # The floor calls the workers the way the gateway does (one InferStream per worker,
+        # or unary Infer when SMILESS_WORKER_STREAMS=false), with the same client code.
+        streamed = Settings().worker_streams
+        by_address = {
+            a: WorkerStream(worker_pb2_grpc.WorkerStub(ch), streamed) for a, ch in worker_channels.items()
+        }
+        workers = [by_address[used[s]] for s in STAGES]
         rows: list[dict[str, Any]] = []
 
         def cpu() -> tuple[float, float, float]:
@@ -221,6 +229,7 @@ async def run_gateway_bench(
                     rows.append(
                         {
                             "mode": mode,
+                            "worker_calls": "stream" if streamed else "unary",
                             "batch": size,
                             "concurrency": c,
                             "invocations": len(lat),
@@ -242,6 +251,8 @@ async def run_gateway_bench(
         finally:
             if batched != 1:
                 await plan_batch(1)
+            for w in by_address.values():
+                await w.close()
             for wc in worker_channels.values():
                 await wc.close()
     return rows

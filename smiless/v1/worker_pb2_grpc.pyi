@@ -35,6 +35,12 @@ class WorkerStub:
     def __new__(cls, channel: _aio.Channel) -> WorkerAsyncStub: ...
     Infer: _grpc.UnaryUnaryMultiCallable[_worker_pb2.InferRequest, _worker_pb2.InferResponse]
     """Runs one forward pass over a batch: one input tensor per request."""
+    InferStream: _grpc.StreamStreamMultiCallable[_worker_pb2.InferStreamRequest, _worker_pb2.InferStreamResponse]
+    """Many Infer calls over one long-lived call (what the gateway uses): each request carries
+    an id that its answer repeats; answers come in request order. A failed request is
+    answered with its status code and message and the stream goes on. A message on an open
+    stream costs both ends far less CPU than a unary call.
+    """
     Describe: _grpc.UnaryUnaryMultiCallable[_worker_pb2.DescribeRequest, _worker_pb2.DescribeResponse]
     """Reports the model, the hardware config, init phase timings and readiness."""
 
@@ -45,6 +51,12 @@ class WorkerAsyncStub(WorkerStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Infer: _aio.UnaryUnaryMultiCallable[_worker_pb2.InferRequest, _worker_pb2.InferResponse]  # type: ignore[assignment]
     """Runs one forward pass over a batch: one input tensor per request."""
+    InferStream: _aio.StreamStreamMultiCallable[_worker_pb2.InferStreamRequest, _worker_pb2.InferStreamResponse]  # type: ignore[assignment]
+    """Many Infer calls over one long-lived call (what the gateway uses): each request carries
+    an id that its answer repeats; answers come in request order. A failed request is
+    answered with its status code and message and the stream goes on. A message on an open
+    stream costs both ends far less CPU than a unary call.
+    """
     Describe: _aio.UnaryUnaryMultiCallable[_worker_pb2.DescribeRequest, _worker_pb2.DescribeResponse]  # type: ignore[assignment]
     """Reports the model, the hardware config, init phase timings and readiness."""
 
@@ -58,6 +70,18 @@ class WorkerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_worker_pb2.InferResponse, _abc.Awaitable[_worker_pb2.InferResponse]]:
         """Runs one forward pass over a batch: one input tensor per request."""
+
+    @_abc_1.abstractmethod
+    def InferStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_worker_pb2.InferStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_worker_pb2.InferStreamResponse], _abc.AsyncIterator[_worker_pb2.InferStreamResponse]]:
+        """Many Infer calls over one long-lived call (what the gateway uses): each request carries
+        an id that its answer repeats; answers come in request order. A failed request is
+        answered with its status code and message and the stream goes on. A message on an open
+        stream costs both ends far less CPU than a unary call.
+        """
 
     @_abc_1.abstractmethod
     def Describe(

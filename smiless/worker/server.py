@@ -1,10 +1,12 @@
-"""The Worker gRPC service: load one model, time the init phases, serve batched Infer."""
+"""The Worker gRPC service: load one model, time the init phases, serve batched Infer (one
+call per request, or many requests over one InferStream call: what the gateway uses)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import time
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 import grpc
@@ -14,9 +16,21 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from smiless import tensors, zoo
+from smiless.protoutil import get_seconds
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 
 MAX_MESSAGE = 64 * 1024 * 1024
+# A forward pass expected to take less than this runs on the event loop, not in a thread.
+INLINE_S = 0.002
+
+
+class Refused(Exception):
+    """A request the worker answers with `code` (bad input, a failing model, too late)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class ZooNet(Protocol):
@@ -49,6 +63,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         self.served = 0
         self.in_flight = 0
         self.idle_since = time.time()
+        self.last: dict[int, float] = {}  # batch size -> seconds its last forward pass took
 
     def _forward(self, batch: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
         import torch
@@ -58,43 +73,103 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
             out = self.model.run(batch)
         return out, time.perf_counter() - t0
 
-    async def Infer(
-        self, request: worker_pb2.InferRequest, context: grpc.aio.ServicerContext
-    ) -> worker_pb2.InferResponse:
-        n = len(request.inputs)
+    def _batch(self, inputs: Sequence[common_pb2.Tensor]) -> list[np.ndarray]:
+        """Decode and check a request's inputs; Refused (INVALID_ARGUMENT) names the one at fault."""
+        n = len(inputs)
         if n == 0:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "inputs: the batch is empty")
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "inputs: the batch is empty")
         if n > self.spec.max_batch:
-            await context.abort(
+            raise Refused(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"inputs: batch of {n} exceeds max_batch {self.spec.max_batch}",
             )
         batch: list[np.ndarray] = []
-        for i, t in enumerate(request.inputs):
+        check = self.spec.input.check
+        for i, t in enumerate(inputs):
             try:
                 array = tensors.from_proto(t)
             except tensors.TensorError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"inputs[{i}]: {exc}")
-            why = self.spec.input.check(array)
+                raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"inputs[{i}]: {exc}") from exc
+            why = check(array)
             if why:
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"inputs[{i}]: {why} ({self.spec.name})"
-                )
+                raise Refused(grpc.StatusCode.INVALID_ARGUMENT, f"inputs[{i}]: {why} ({self.spec.name})")
             batch.append(array)
+        return batch
+
+    async def _infer(self, inputs: Sequence[common_pb2.Tensor]) -> worker_pb2.InferResponse:
+        """One forward pass over a request's batch. A pass expected to be short (the last one
+        of this batch size took under INLINE_S; a first one is not expected to) runs on the
+        event loop: for small models the hop to a thread costs more than the model. Longer
+        ones run in a thread, so the server keeps answering (health, Describe) meanwhile.
+        Passes never overlap."""
+        batch = self._batch(inputs)
+        n = len(batch)
         self.in_flight += 1
         try:
-            async with self.lock:
-                outputs, seconds = await asyncio.to_thread(self._forward, batch)
+            if self.lock.locked() or self.last.get(n, INLINE_S) >= INLINE_S:
+                async with self.lock:
+                    outputs, seconds = await asyncio.to_thread(self._forward, batch)
+            else:
+                outputs, seconds = self._forward(batch)
         except Exception as exc:  # a fault of the model (e.g. a user's module), not of the input
-            await context.abort(grpc.StatusCode.INTERNAL, f"model: {self.spec.name} failed: {exc}")
+            raise Refused(grpc.StatusCode.INTERNAL, f"model: {self.spec.name} failed: {exc}") from exc
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
                 self.idle_since = time.time()
+        self.last[n] = seconds
         self.served += n
         resp = worker_pb2.InferResponse(outputs=[tensors.to_proto(o) for o in outputs])
         resp.inference_time.FromNanoseconds(round(seconds * 1e9))
         return resp
+
+    async def Infer(
+        self, request: worker_pb2.InferRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.InferResponse:
+        try:
+            return await self._infer(request.inputs)
+        except Refused as exc:
+            await context.abort(exc.code, exc.message)
+            raise  # abort raises; this line is never reached
+
+    async def InferStream(
+        self,
+        request_iterator: AsyncIterator[worker_pb2.InferStreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[worker_pb2.InferStreamResponse]:
+        """Answer each request in order, with its id; a failed one carries its status and the
+        stream goes on. Requests are read as they arrive (and timed from then), so one that
+        waited here longer than its caller waits is answered DEADLINE_EXCEEDED, not run."""
+        queued: asyncio.Queue[tuple[float, worker_pb2.InferStreamRequest] | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for item in request_iterator:
+                    queued.put_nowait((time.monotonic(), item))
+            finally:
+                queued.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (got := await queued.get()) is not None:
+                received, item = got
+                out = worker_pb2.InferStreamResponse(id=item.id)
+                try:
+                    if item.HasField("timeout"):
+                        waited = time.monotonic() - received
+                        if waited >= get_seconds(item.timeout):
+                            raise Refused(
+                                grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"timeout: queued {waited * 1000:.0f} ms in the worker, "
+                                f"past the caller's {get_seconds(item.timeout) * 1000:.0f} ms",
+                            )
+                    out.response.CopyFrom(await self._infer(item.request.inputs))
+                except Refused as exc:
+                    out.code, out.message = exc.code.value[0], exc.message
+                yield out
+            await reader  # surfaces a broken request stream
+        finally:
+            reader.cancel()
 
     async def Describe(
         self, request: worker_pb2.DescribeRequest, context: grpc.aio.ServicerContext

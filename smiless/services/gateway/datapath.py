@@ -39,8 +39,9 @@ from smiless.services.gateway.executor import StageFailed, StageResult, execute
 from smiless.services.gateway.recorder import Recorder
 from smiless.services.gateway.registry import InstanceRegistry
 from smiless.services.gateway.router import Router
+from smiless.services.gateway.streams import WorkerCallError
 from smiless.store import InvocationRecord, StageLatency, Store
-from smiless.v1 import common_pb2, gateway_pb2, worker_pb2
+from smiless.v1 import common_pb2, gateway_pb2
 
 log = logging.getLogger("smiless.gateway")
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN})
@@ -98,7 +99,6 @@ class DataPath:
         queued = time.monotonic()
         exclude: frozenset[str] = frozenset()
         cold = False
-        request = worker_pb2.InferRequest(inputs=inputs)
         n = len(inputs)
         outstanding = self.router.outstanding
         for attempt in (0, 1):
@@ -113,9 +113,9 @@ class DataPath:
             iid = inst.id
             outstanding[iid] = outstanding.get(iid, 0) + n
             try:
-                resp = await self.router.worker(inst.address).Infer(request, timeout=deadline - sent)
-            except grpc.aio.AioRpcError as exc:
-                code = exc.code()
+                resp = await self.router.worker(inst.address).infer(inputs, deadline - sent)
+            except WorkerCallError as exc:
+                code = exc.code
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise RpcError(
                         code,
@@ -123,7 +123,7 @@ class DataPath:
                         f"(it had {(deadline - sent) * 1000:.0f} ms)",
                     ) from exc
                 if code not in RETRYABLE:
-                    raise RpcError(code, f"stage {function}: instance {iid}: {exc.details()}") from exc
+                    raise RpcError(code, f"stage {function}: instance {iid}: {exc.details}") from exc
                 self.registry.suspect(iid)
                 if attempt == 0 and time.monotonic() < deadline:
                     logs.event(
@@ -133,13 +133,13 @@ class DataPath:
                         stage=function,
                         instance=iid,
                         code=code.name,
-                        error=exc.details(),
+                        error=exc.details,
                     )
                     exclude = frozenset({iid})
                     continue
                 raise RpcError(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"stage {function}: instance {iid} failed ({code.name}: {exc.details()}) after a retry",
+                    f"stage {function}: instance {iid} failed ({code.name}: {exc.details}) after a retry",
                 ) from exc
             finally:
                 left = outstanding.get(iid, 0) - n

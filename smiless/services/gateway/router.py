@@ -7,9 +7,9 @@ deadline; concurrent stages of the same function share one such request. The opt
 being unreachable fails at once with UNAVAILABLE (channels do not wait for a connection),
 so only cold paths depend on it.
 
-Channels and stubs are made once per address and closed when the registry drops the
-instance behind them; a grpc.aio channel belongs to the loop it was made on, so they are
-made lazily inside the serving loop.
+Channels and worker streams (streams.py) are made once per address and closed when the
+registry drops the instance behind them; a grpc.aio channel belongs to the loop it was made
+on, so they are made lazily inside the serving loop.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from smiless.config import Settings
 from smiless.protoutil import set_seconds
 from smiless.server import RpcError, grpc_options
 from smiless.services.gateway.registry import InstanceRegistry, Key
+from smiless.services.gateway.streams import WorkerStream
 from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc, worker_pb2_grpc
 
 # Reconnect quickly to a restarted worker or optimizer instead of gRPC's default backoff
@@ -48,7 +49,7 @@ class Router:
         self.registry = registry
         self.outstanding: dict[str, int] = {}  # instance id -> requests in flight there
         self.channels: dict[str, grpc.aio.Channel] = {}
-        self.workers: dict[str, worker_pb2_grpc.WorkerStub] = {}
+        self.workers: dict[str, WorkerStream] = {}
         self._optimizer: optimizer_pb2_grpc.OptimizerStub | None = None
         self._ensuring: dict[Key, asyncio.Task[common_pb2.Instance]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -62,12 +63,12 @@ class Router:
             self.channels[address] = ch
         return ch
 
-    def worker(self, address: str) -> worker_pb2_grpc.WorkerStub:
-        stub = self.workers.get(address)
-        if stub is None:
-            stub = worker_pb2_grpc.WorkerStub(self.channel(address))
-            self.workers[address] = stub
-        return stub
+    def worker(self, address: str) -> WorkerStream:
+        w = self.workers.get(address)
+        if w is None:
+            w = WorkerStream(worker_pb2_grpc.WorkerStub(self.channel(address)), self.settings.worker_streams)
+            self.workers[address] = w
+        return w
 
     @property
     def optimizer(self) -> optimizer_pb2_grpc.OptimizerStub:
@@ -80,16 +81,25 @@ class Router:
         self.outstanding.pop(inst.id, None)
         if not inst.address or any(i.address == inst.address for i in self.registry.instances.values()):
             return
-        self.workers.pop(inst.address, None)
+        w = self.workers.pop(inst.address, None)
         ch = self.channels.pop(inst.address, None)
-        if ch is not None:
-            task = asyncio.get_running_loop().create_task(ch.close(grace=1.0))
+        if ch is not None or w is not None:
+            task = asyncio.get_running_loop().create_task(self._close(w, ch))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close(w: WorkerStream | None, ch: grpc.aio.Channel | None) -> None:
+        if w is not None:
+            await w.close()
+        if ch is not None:
+            await ch.close(grace=1.0)
 
     async def close(self) -> None:
         for task in self._ensuring.values():
             task.cancel()
+        for w in self.workers.values():
+            await w.close()
         for ch in self.channels.values():
             await ch.close()
         self.channels.clear()

@@ -1,0 +1,176 @@
+"""The gateway's worker calls over InferStream, against real worker processes: answers matched
+by id and in order, bad input answered per request while the stream goes on, the deadline
+carried to the worker, a worker that dies or stalls mid-stream, and a worker without
+InferStream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from smiless import tensors, zoo
+from smiless.backends.base import StartedWorker
+from smiless.backends.process import ProcessBackend
+from smiless.catalogue import load_catalogue
+from smiless.protoutil import set_seconds
+from smiless.services.gateway.streams import WorkerCallError, WorkerStream
+from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from tests.torchscript_models import Busy, save
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[ProcessBackend]:
+    b = ProcessBackend(start_timeout_s=120, stop_timeout_s=5)
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def mlp(backend: ProcessBackend) -> StartedWorker:
+    return await backend.start("test-stream-mlp", "tiny-mlp", load_catalogue()["cpu-1"])
+
+
+def mlp_input(seed: int) -> common_pb2.Tensor:
+    return tensors.to_proto(zoo.MODELS["tiny-mlp"].example_input(seed=seed))
+
+
+async def test_stream_answers_by_id_in_order_and_survives_bad_input(mlp: StartedWorker) -> None:
+    xs = [mlp_input(i) for i in range(4)]
+    bad = tensors.to_proto(np.zeros(15, dtype=np.float32))
+    items = [
+        worker_pb2.InferStreamRequest(id=10, request=worker_pb2.InferRequest(inputs=xs[:2])),
+        worker_pb2.InferStreamRequest(id=11, request=worker_pb2.InferRequest()),
+        worker_pb2.InferStreamRequest(id=12, request=worker_pb2.InferRequest(inputs=[xs[2], bad])),
+        worker_pb2.InferStreamRequest(id=13, request=worker_pb2.InferRequest(inputs=[xs[3]])),
+    ]
+    async with grpc.aio.insecure_channel(mlp.address) as ch:
+        stub = worker_pb2_grpc.WorkerStub(ch)
+        answers = [a async for a in stub.InferStream(iter(items))]
+        assert [a.id for a in answers] == [10, 11, 12, 13]
+        invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert [a.code for a in answers] == [0, invalid, invalid, 0]
+        assert answers[1].message.startswith("inputs: the batch is empty")
+        assert answers[2].message.startswith("inputs[1]: ")
+        # the same outputs as unary Infer
+        unary = await stub.Infer(worker_pb2.InferRequest(inputs=xs[:2]))
+        assert list(answers[0].response.outputs) == list(unary.outputs)
+        unary3 = await stub.Infer(worker_pb2.InferRequest(inputs=[xs[3]]))
+        assert list(answers[3].response.outputs) == list(unary3.outputs)
+        assert answers[0].response.inference_time.ToNanoseconds() > 0
+
+
+async def test_expired_request_is_not_run(mlp: StartedWorker) -> None:
+    late = worker_pb2.InferStreamRequest(id=1, request=worker_pb2.InferRequest(inputs=[mlp_input(0)]))
+    set_seconds(late.timeout, 1e-9)  # gone before the worker can look at it
+    on_time = worker_pb2.InferStreamRequest(id=2, request=worker_pb2.InferRequest(inputs=[mlp_input(1)]))
+    set_seconds(on_time.timeout, 30.0)
+    async with grpc.aio.insecure_channel(mlp.address) as ch:
+        stub = worker_pb2_grpc.WorkerStub(ch)
+        served = (await stub.Describe(worker_pb2.DescribeRequest())).served
+        answers = [a async for a in stub.InferStream(iter([late, on_time]))]
+        assert answers[0].code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+        assert answers[0].message.startswith("timeout: ")
+        assert answers[1].code == 0 and len(answers[1].response.outputs) == 1
+        info = await stub.Describe(worker_pb2.DescribeRequest())
+        assert info.served == served + 1, "only the request on time ran"
+
+
+async def test_client_shares_one_stream_and_matches_concurrent_answers(mlp: StartedWorker) -> None:
+    xs = [mlp_input(i) for i in range(40)]
+    async with grpc.aio.insecure_channel(mlp.address) as ch:
+        stub = worker_pb2_grpc.WorkerStub(ch)
+        expected = [(await stub.Infer(worker_pb2.InferRequest(inputs=[x]))).outputs[0] for x in xs]
+        w = WorkerStream(stub)
+        got = await asyncio.gather(*(w.infer([x], 30) for x in xs))
+        assert [r.outputs[0] for r in got] == expected, "each caller gets the answer to its own input"
+        with pytest.raises(WorkerCallError) as info:
+            await w.infer([], 30)
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        again = await w.infer([xs[0]], 30)
+        assert again.outputs[0] == expected[0], "the stream goes on after a refused request"
+        await w.close()
+
+
+async def test_dead_or_stalled_worker_fails_waiting_calls(backend: ProcessBackend, tmp_path: Path) -> None:
+    w = await backend.start("test-stream-busy", save(Busy(), tmp_path / "busy.pt"), load_catalogue()["cpu-1"])
+    pid = backend.procs[w.instance_id].pid
+    quick = tensors.to_proto(np.full(4, 1.0, dtype=np.float32))
+    forever = tensors.to_proto(np.full(4, 1e6, dtype=np.float32))  # minutes of matrix products
+    async with grpc.aio.insecure_channel(w.address) as ch:
+        stream = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
+        assert len((await stream.infer([quick], 30)).outputs) == 1
+        # A worker that does not answer in time: the call gives up at its timeout.
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(WorkerCallError) as info:
+                await stream.infer([quick], 0.3)
+            assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert 0.3 <= time.monotonic() - t0 < 2.0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert len((await stream.infer([quick], 30)).outputs) == 1, "a late answer is dropped, not misrouted"
+        # A worker that dies: every call waiting on its stream fails, retryably, at once.
+        calls = [
+            asyncio.ensure_future(stream.infer([forever], 60)),
+            asyncio.ensure_future(stream.infer([quick], 60)),
+        ]
+        await asyncio.sleep(0.5)
+        assert not any(c.done() for c in calls), "both requests are waiting"
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        for c in calls:
+            with pytest.raises(WorkerCallError) as died:
+                await asyncio.wait_for(c, 5)
+            assert died.value.code in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.CANCELLED,
+                grpc.StatusCode.UNKNOWN,
+            )
+        assert time.monotonic() - killed < 5
+        await stream.close()
+
+
+async def test_worker_without_infer_stream_gets_unary_calls() -> None:
+    """A stand-in for an older worker image (a fake: a server that only knows unary Infer)."""
+    calls: list[str] = []
+
+    async def infer(
+        request: worker_pb2.InferRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.InferResponse:
+        calls.append("Infer")
+        return worker_pb2.InferResponse(outputs=list(request.inputs))
+
+    handler = grpc.method_handlers_generic_handler(
+        "smiless.v1.Worker",
+        {
+            "Infer": grpc.unary_unary_rpc_method_handler(
+                infer,
+                request_deserializer=worker_pb2.InferRequest.FromString,
+                response_serializer=worker_pb2.InferResponse.SerializeToString,
+            )
+        },
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            w = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
+            x = mlp_input(0)
+            first = await w.infer([x], 10)
+            assert list(first.outputs) == [x] and not w.streamed
+            await w.infer([x], 10)
+            assert calls == ["Infer", "Infer"]
+            await w.close()
+    finally:
+        await server.stop(None)
