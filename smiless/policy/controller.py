@@ -127,14 +127,16 @@ def warm_window(plan: Plan, fp: FunctionPlan, *, active: bool, miss_grace_s: flo
 
 def _config_prices(plan: Plan, f: str) -> dict[str, tuple[float | None, float]]:
     """Per config: (price per second of one instance, None when no candidate runs on it;
-    `f`'s single-request stage latency there), from the plan's candidates (a candidate's
+    `f`'s least stage latency there), from the plan's candidates (a candidate's
     group price over its instance count is the unit price of its instance config)."""
     price: dict[str, float] = {}
     latency: dict[str, float] = {}
     for c in plan.candidates.get(f, ()):
         if c.instances > 0:
             price.setdefault(c.instance_config, c.price_per_second / c.instances)
-        latency[c.config] = c.latency_s
+        # the least: a config's candidates differ only in how much they batch (a batched
+        # candidate's latency is its batch's)
+        latency[c.config] = min(c.latency_s, latency.get(c.config, c.latency_s))
     return {k: (price.get(k), latency[k]) for k in latency}
 
 
