@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -495,6 +495,41 @@ async def run_schedule(
     outcomes = [done.get(s.seq) or Outcome(s, NOT_SENT) for s in schedule]
     last = max((o.done_at for o in outcomes if o.done_at is not None), default=0.0)
     return Run(outcomes, wall0, last, stop.is_set(), stopped[0] if stopped else None)
+
+
+def after_lead_in(
+    run: Run, workloads: Sequence[Workload], lead_in_minutes: int, slot_seconds: float
+) -> tuple[Run, list[Workload]]:
+    """The measured part of a replay whose first `lead_in_minutes` trace minutes were traffic
+    to bring the system to its steady state (instances up, predictor and controller in the
+    rhythm), not measurements: the outcomes of the sends after it, on a clock that starts
+    where it ends, and the workloads that remain. A silent warm-up instead would make the
+    controller see the app go idle and stop what it just warmed."""
+    if lead_in_minutes <= 0:
+        return run, list(workloads)
+    cut = lead_in_minutes * slot_seconds
+
+    def shifted(t: float | None) -> float | None:
+        return None if t is None else t - cut
+
+    kept = [
+        replace(
+            o,
+            send=replace(o.send, at=o.send.at - cut, slot=o.send.slot - lead_in_minutes),
+            sent_at=shifted(o.sent_at),
+            done_at=shifted(o.done_at),
+        )
+        for o in run.outcomes
+        if o.send.slot >= lead_in_minutes
+    ]
+    last = max((o.done_at for o in kept if o.done_at is not None), default=0.0)
+    stopped = None if run.stopped_at is None else max(0.0, run.stopped_at - cut)
+    measured = Run(kept, run.started_at + cut, max(0.0, last), run.interrupted, stopped)
+    rest = [
+        Workload(w.app, w.row, w.start_minute + lead_in_minutes, w.counts[lead_in_minutes:])
+        for w in workloads
+    ]
+    return measured, rest
 
 
 class GatewayInvoker:

@@ -4,12 +4,16 @@ It brings up the embedded stack (or uses one already serving on the configured a
 profiles every model of the three reference apps that has no profile yet (resumable, with
 progress; the apps are unregistered meanwhile so that no controller warms them while the
 profiler measures), registers the apps, loads each app's arrival history from the trace (the
-two trace hours before the window, compressed, ending now) so the predictor and the
-controller start from the trace's rhythm, waits (up to 120 s, the worker start timeout)
-until the controller has every function's instance ready (the reference's load generator
-slept 15 s; cold starts here take longer), replays a fixed window of the Azure sample
-against the three apps at once, and ends with the report and a PNG of cost and latency over
-time.
+two trace hours before the lead-in, compressed, ending now) so the predictor and the
+controller start from the trace's rhythm, replays a lead-in (the 45 trace minutes before
+the window, 90 s: enough for every instance to come up, two cold starts at a time) and then,
+without a pause, a fixed window of the Azure sample against the three apps at once, and
+ends with the report of the window alone and a PNG of cost and latency over time.
+
+Why a lead-in and not a wait: the reference's load generator slept 15 s before its window;
+here cold starts take longer, and in a silent wait the controller rightly sees the apps go
+idle and stops what it warmed. The lead-in is traffic, so the window starts in the steady
+state a long-running deployment is in; `--compare-sim` simulates the same lead-in.
 
 The window (fixed, so runs compare): trace minutes 600-609 (10:00-10:10 of the sample's day),
 one trace minute = 2 s, invocations of a minute sent together. The rows were picked from
@@ -64,6 +68,7 @@ DEMO_ROWS: dict[str, str] = {
 }
 DEMO_START_MINUTE = 600
 DEMO_MINUTES = 10
+DEMO_LEAD_IN = 45
 
 
 def default_trace() -> Path:
@@ -223,11 +228,15 @@ def demo(
     slot_seconds: Annotated[float, typer.Option(help="Wall seconds per trace minute.")] = 2.0,
     spread: Annotated[str, typer.Option(help="together | poisson (within each trace minute).")] = "together",
     history_minutes: Annotated[
-        int, typer.Option(help="Trace minutes before the window loaded as history.")
+        int, typer.Option(help="Trace minutes before the lead-in loaded as history.")
     ] = 120,
+    lead_in_minutes: Annotated[
+        int, typer.Option(help="Trace minutes replayed before the window and not measured.")
+    ] = DEMO_LEAD_IN,
     warmup: Annotated[
-        float, typer.Option(help="Longest wait after loading the history for instances to be ready (s).")
-    ] = 120.0,
+        float,
+        typer.Option(help="Longest wait after loading the history for instances to be ready (s); 0: none."),
+    ] = 0.0,
     trace: Annotated[
         Path | None, typer.Option(help="Azure invocations CSV (default: the shared sample).")
     ] = None,
@@ -265,7 +274,10 @@ def demo(
     except KeyError as exc:
         fail(f"--trace: {trace_path} is not the Azure sample the demo's window is defined on: {exc.args[0]}")
         raise
-    workloads = [replay.make_workload(n, fn, DEMO_START_MINUTE, minutes) for n, fn in rows.items()]
+    if not 0 <= lead_in_minutes <= DEMO_START_MINUTE:
+        fail(f"--lead-in-minutes: {lead_in_minutes} is outside 0..{DEMO_START_MINUTE}")
+    live = DEMO_START_MINUTE - lead_in_minutes
+    workloads = [replay.make_workload(n, fn, live, minutes + lead_in_minutes) for n, fn in rows.items()]
 
     settings = Settings()
     specs = [appspec.load_file(p) for p in appspec.example_paths()]
@@ -322,19 +334,21 @@ def demo(
                     gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True), timeout=10
                 )
         out.print(f"registered {', '.join(f'{s.name} (SLA {s.sla_s:g} s)' for s in specs)}")
-        history = load_history(addresses["predictor"], rows, slot_seconds, DEMO_START_MINUTE, history_minutes)
+        history = load_history(addresses["predictor"], rows, slot_seconds, live, history_minutes)
         out.print(
             "history loaded: "
             + ", ".join(f"{n} {k} arrivals" for n, k in history.items())
-            + f" ({history_minutes} trace minutes before minute {DEMO_START_MINUTE})"
+            + f" ({history_minutes} trace minutes before minute {live})"
         )
         if warmup > 0:
             with out.status(f"warm-up: up to {warmup:g} s until every function has a ready instance"):
                 ready = wait_ready(settings, addresses["gateway"], specs, warmup)
             out.print(f"warm-up: {ready}")
+        last = DEMO_START_MINUTE + minutes - 1
         out.print(
-            f"replaying trace minutes {DEMO_START_MINUTE}..{DEMO_START_MINUTE + minutes - 1} "
-            f"({minutes * slot_seconds:g} s) against {len(workloads)} apps"
+            f"replaying trace minutes {live}..{last} against {len(workloads)} apps: a lead-in of "
+            f"{lead_in_minutes * slot_seconds:g} s (not measured), then the window "
+            f"{DEMO_START_MINUTE}..{last} ({minutes * slot_seconds:g} s)"
         )
         done = asyncio.run(
             replay_cli.replay_apps(
@@ -343,6 +357,7 @@ def demo(
                 slot_seconds=slot_seconds,
                 spread=spread,  # type: ignore[arg-type]
                 show_progress=not as_json,
+                lead_in_minutes=lead_in_minutes,
             )
         )
         done.rows = rows
@@ -362,7 +377,9 @@ def demo(
     replay.plot_timeline(done.report, done.outcomes, done.sla_s, plot)
     if as_json:
         doc = done.report.to_dict()
-        doc.update(profiles=profiled, history_arrivals=history, plot=str(plot))
+        doc.update(
+            profiles=profiled, history_arrivals=history, lead_in_minutes=lead_in_minutes, plot=str(plot)
+        )
         if sim_doc is not None:
             doc["simulator"] = sim_doc
         print_json(doc)

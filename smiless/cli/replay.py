@@ -41,6 +41,7 @@ class Replayed:
     specs: dict[str, appspec.AppSpec]
     seed: int = 0
     rows: dict[str, TraceFunction] = field(default_factory=dict)  # each app's whole trace row
+    lead_in_minutes: int = 0  # trace minutes replayed before the measured window
 
 
 def is_spec_file(value: str) -> bool:
@@ -111,13 +112,18 @@ async def replay_apps(
     timeout_s: float = 60.0,
     late_threshold_s: float = replay.LATE_THRESHOLD_S,
     show_progress: bool = True,
+    lead_in_minutes: int = 0,
 ) -> Replayed:
-    """Replay the workloads (apps already registered) and collect the gateway's report."""
+    """Replay the workloads (apps already registered) and collect the gateway's report.
+
+    The first `lead_in_minutes` of each workload are sent but not measured: the report, the
+    outcomes and the cost window cover the minutes after them (see `replay.after_lead_in`)."""
     schedule = replay.build_schedule(workloads, slot_seconds, spread, seed)
     apps = [w.app for w in workloads]
     if len(set(apps)) != len(apps):
         raise ReplayError("--app: each app may be replayed once per run")
-    schedule_s = replay.window_seconds(workloads, slot_seconds)
+    if any(len(w.counts) <= lead_in_minutes for w in workloads):
+        raise ReplayError(f"lead-in: {lead_in_minutes} minutes leave nothing to measure")
     async with _channel(address, _message_options()) as channel:
         await _ready(channel, address)
         stub = gateway_pb2_grpc.GatewayStub(channel)
@@ -163,7 +169,8 @@ async def replay_apps(
             finally:
                 with contextlib.suppress(NotImplementedError):
                     loop.remove_signal_handler(signal.SIGINT)
-        end = replay.report_window_end(run, schedule_s)
+        run, measured = replay.after_lead_in(run, workloads, lead_in_minutes, slot_seconds)
+        end = replay.report_window_end(run, replay.window_seconds(measured, slot_seconds))
         await asyncio.sleep(max(0.0, end - time.time()))  # let the gateway flush its records
         costs: gateway_pb2.GetCostReportResponse | None = None
         status_now = gateway_pb2.GetStatusResponse()
@@ -175,9 +182,9 @@ async def replay_apps(
         except grpc.aio.AioRpcError as exc:
             err.print(f"[yellow]warning:[/yellow] no gateway report: {exc.code().name}: {exc.details()}")
     report = replay.make_report(
-        run, workloads, slot_seconds, spread, end, costs, status_now if costs else None, late_threshold_s
+        run, measured, slot_seconds, spread, end, costs, status_now if costs else None, late_threshold_s
     )
-    return Replayed(report, run.outcomes, specs, seed)
+    return Replayed(report, run.outcomes, specs, seed, lead_in_minutes=lead_in_minutes)
 
 
 def _channel(address: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
@@ -431,11 +438,12 @@ def compare_with_sim(done: Replayed, profiler_address: str, history_minutes: int
             else:
                 return {"built": True, "error": f"{a.app}/{f.name}: no profile of {f.model} to simulate"}
         app_ = sim.SimApp(a.app, spec.sla_s, Dag.of(spec.function_names, spec.edges), fprofiles, a.app)
-        first = max(0, a.start_minute - history_minutes)
+        live = a.start_minute - done.lead_in_minutes  # the lead-in is traffic in both runs
+        first = max(0, live - history_minutes)
         counts = done.rows[a.app].counts[first : a.start_minute + a.minutes]
         wl = sim.Workload(
             counts=counts,
-            start_minute=a.start_minute - first,
+            start_minute=live - first,
             slot_s=report.slot_seconds,
             spread=report.spread,  # type: ignore[arg-type]
             seed=done.seed,
@@ -443,17 +451,22 @@ def compare_with_sim(done: Replayed, profiler_address: str, history_minutes: int
         ctx = sim.PolicyContext(app_, wl, catalogue, shared=shared)
         entries.append((app_, wl, sim.make_policy("smiless", ctx)))
     result = sim.simulate(entries, dict(catalogue), seed=done.seed)
-    simulated = {
-        r.app: replay.SimFigures(
-            invocations=len(r.latencies),
-            cost=accounting.total_cost(r.lifetimes, 0.0, window_s, r.end_s),
-            violation_ratio=r.violation_ratio,
-            p50_ms=r.latency_percentile(50) * 1000.0,
-            p99_ms=r.latency_percentile(99) * 1000.0,
-            instances_started=sum(1 for x in r.lifetimes if 0.0 <= x.start <= window_s),
+    cut = done.lead_in_minutes * report.slot_seconds
+
+    def figures(r: sim.AppResult) -> replay.SimFigures:
+        """The simulated run measured as the real one: requests that arrived after the
+        lead-in, cost over [lead-in end, + the measured window's length]."""
+        lat = [x for x, t in zip(r.latencies, r.arrivals, strict=True) if t >= cut - 1e-9]
+        return replay.SimFigures(
+            invocations=len(lat),
+            cost=accounting.total_cost(r.lifetimes, cut, cut + window_s, r.end_s),
+            violation_ratio=sum(1 for x in lat if x > r.sla_s) / len(lat) if lat else 0.0,
+            p50_ms=accounting.percentile(lat, 50) * 1000.0,
+            p99_ms=accounting.percentile(lat, 99) * 1000.0,
+            instances_started=sum(1 for x in r.lifetimes if cut <= x.start <= cut + window_s),
         )
-        for r in result.apps
-    }
+
+    simulated = {r.app: figures(r) for r in result.apps}
     pairs = replay.fidelity(report, simulated)
     return {
         "built": True,

@@ -266,3 +266,19 @@ def test_demo_window_is_the_documented_one() -> None:
         assert fn is trace.functions[index]
         w = replay.make_workload(app, fn, DEMO_START_MINUTE, DEMO_MINUTES)
         assert w.counts == counts
+
+
+def test_lead_in_is_sent_but_not_measured() -> None:
+    w = Workload("a", "row", 10, (2, 0, 1, 3))
+    schedule = replay.build_schedule([w], 2.0)
+    outcomes = [Outcome(s, OK, s.at + 0.01, s.at + 0.5, 0.49, True) for s in schedule]
+    run = replay.Run(outcomes, 1000.0, 6.5, False)
+    measured, rest = replay.after_lead_in(run, [w], 2, 2.0)
+    assert rest == [Workload("a", "row", 12, (1, 3))]
+    assert measured.started_at == 1004.0, "the measured clock starts where the lead-in ends"
+    assert [(o.send.at, o.send.slot) for o in measured.outcomes] == [(0.0, 0), (2.0, 1), (2.0, 1), (2.0, 1)]
+    assert [o.sent_at for o in measured.outcomes] == pytest.approx([0.01, 2.01, 2.01, 2.01])
+    assert measured.last_done_at == pytest.approx(2.5)
+    summary = replay.summarize(measured.outcomes, ["a"])["a"]
+    assert summary.scheduled == 4 and summary.accounted
+    assert replay.after_lead_in(run, [w], 0, 2.0) == (run, [w])
