@@ -5,8 +5,9 @@ profiles every model of the three reference apps that has no profile yet (resuma
 progress; the apps are unregistered meanwhile so that no controller warms them while the
 profiler measures), registers the apps, loads each app's arrival history from the trace (the
 two trace hours before the lead-in, compressed, ending now) so the predictor and the
-controller start from the trace's rhythm, replays a lead-in (the 45 trace minutes before
-the window, 90 s: enough for every instance to come up, two cold starts at a time) and then,
+controller start from the trace's rhythm, replays a lead-in (the 90 trace minutes before
+the window, 180 s: 13 instances come up two cold starts at a time, 10-30 s each while
+the other apps are served) and then,
 without a pause, a fixed window of the Azure sample against the three apps at once, and
 ends with the report of the window alone and a PNG of cost and latency over time.
 
@@ -68,7 +69,7 @@ DEMO_ROWS: dict[str, str] = {
 }
 DEMO_START_MINUTE = 600
 DEMO_MINUTES = 10
-DEMO_LEAD_IN = 45
+DEMO_LEAD_IN = 90
 
 
 def default_trace() -> Path:
