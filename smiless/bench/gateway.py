@@ -153,6 +153,7 @@ async def run_gateway_bench(
     progress: Callable[[str], None] = lambda _: None,
     gateway_pid: int | None = None,
     batches: tuple[int, ...] = (1,),
+    other_pids: tuple[int, ...] = (),
 ) -> list[dict[str, Any]]:
     x = tensors.to_proto(zoo.MODELS[MODEL].example_input(seed=1))
     async with grpc.aio.insecure_channel(gateway) as ch:
@@ -195,11 +196,13 @@ async def run_gateway_bench(
         workers = [by_address[used[s]] for s in STAGES]
         rows: list[dict[str, Any]] = []
 
-        def cpu() -> tuple[float, float, float]:
-            """CPU seconds so far: the gateway, the three workers, this client process."""
+        def cpu() -> tuple[float, float, float, float]:
+            """CPU seconds so far: the gateway, the three workers, this client process, the
+            rest of the stack (Redis, optimizer, predictor, profiler)."""
             gw_cpu = cpu_seconds(gateway_pid) if gateway_pid else math.nan
             w_cpu = sum(cpu_seconds(p) for p in wpids) if len(wpids) == len(STAGES) else math.nan
-            return gw_cpu, w_cpu, time.process_time()
+            rest = sum(cpu_seconds(p) for p in other_pids) if other_pids else math.nan
+            return gw_cpu, w_cpu, time.process_time(), rest
 
         batched = 1
         try:
@@ -244,6 +247,7 @@ async def run_gateway_bench(
                             "gateway_cpu_ms": used_cpu[0] * 1000 / n,
                             "workers_cpu_ms": used_cpu[1] * 1000 / n,
                             "client_cpu_ms": used_cpu[2] * 1000 / n,
+                            "others_cpu_ms": used_cpu[3] * 1000 / n,
                             "direct_workers_cpu_ms": d_cpu[1] * 1000 / max(1, len(d_lat)),
                             "direct_client_cpu_ms": d_cpu[2] * 1000 / max(1, len(d_lat)),
                         }
@@ -286,6 +290,7 @@ def bench_gateway(
                     progress,
                     stack.procs["gateway"].pid,
                     batches,
+                    tuple(p.pid for n, p in stack.procs.items() if n != "gateway"),
                 )
             )
         finally:

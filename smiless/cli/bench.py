@@ -236,7 +236,7 @@ def gateway_bench(
         "direct_p50_ms",
         "overhead_per_stage_ms",
     ]
-    keys += ["gateway_cpu_ms", "workers_cpu_ms"]
+    keys += ["gateway_cpu_ms", "workers_cpu_ms", "client_cpu_ms", "others_cpu_ms"]
     shown = [{k: r[k] for k in keys} for r in rows]
     console.print(table(shown, "gateway: 3-stage chain of tiny-mlp, closed loop (ms; CPU ms per invocation)"))
 
