@@ -460,3 +460,32 @@ def test_compiled_app_reserves_downstream_time_and_caps_batches() -> None:
     assert entry.reserve["a"] == pytest.approx(0.5), "the longest path after a: b then d"
     assert entry.ahead[entry.order[0]] == entry.order[:2] and entry.ahead["d"] == ["d"], "start window 2"
     assert compile_app(gateway_pb2.App(spec=appspec.to_proto(chain("gw-c"))), None).chain
+
+
+def test_input_fast_check_accepts_only_what_the_full_check_accepts() -> None:
+    """The data path skips decoding an input whose dtype, shape and size match a fixed-shape
+    entry; every such input must also pass the full check, and a variable-length entry has
+    no fast path."""
+    from smiless.services.gateway.apps import compile_app
+
+    fixed = variable = 0
+    for name, spec in zoo.MODELS.items():
+        one = appspec.AppSpec(f"gw-fast-{name}", 1.0, (appspec.FunctionSpec("f", name),), ())
+        fits = compile_app(gateway_pb2.App(spec=appspec.to_proto(one)), None).input_fits
+        x = spec.example_input(seed=1)
+        if spec.input.variable:
+            variable += 1
+            assert fits is None
+            continue
+        fixed += 1
+        assert fits is not None
+        t = tensors.to_proto(x)
+        assert (t.dtype, tuple(t.shape), len(t.data)) == fits
+        assert spec.input.check(tensors.from_proto(t)) is None
+        for bad in (
+            tensors.to_proto(x.astype(np.int32 if x.dtype != np.int32 else np.float32)),
+            tensors.to_proto(x.reshape(-1)[:-1]),
+            common_pb2.Tensor(dtype=t.dtype, shape=t.shape, data=t.data[:-1]),
+        ):
+            assert (bad.dtype, tuple(bad.shape), len(bad.data)) != fits, name
+    assert fixed and variable, "the zoo has both kinds"

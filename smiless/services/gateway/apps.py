@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from dataclasses import dataclass, field
 
 import grpc
+import numpy as np
 
-from smiless import appspec, logs, zoo
+from smiless import appspec, logs, tensors, zoo
 from smiless.protoutil import get_seconds
 from smiless.server import RpcError
 from smiless.store import Store, StoreError
@@ -45,6 +47,9 @@ class AppEntry:
     # starting a whole DAG's workers at once on a small host).
     ahead: dict[str, list[str]] = field(default_factory=dict)
     planned: bool = False
+    # The entry input's (dtype code, shape, bytes) when its shape is fixed: an input that
+    # matches all three is valid without decoding it.
+    input_fits: tuple[int, tuple[int, ...], int] | None = None
 
     @property
     def name(self) -> str:
@@ -67,6 +72,10 @@ def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None, start_
         entry_model=zoo.MODELS[models[spec.entry]],
         chain=all(len(parents[f]) <= 1 and len(children[f]) <= 1 for f in order),
     )
+    contract = entry.entry_model.input
+    if not contract.variable:
+        nbytes = math.prod(contract.shape) * np.dtype(contract.dtype).itemsize
+        entry.input_fits = (tensors.dtype_code(contract.dtype), tuple(contract.shape), nbytes)
     planned = {fp.function: fp for fp in plan.functions} if plan is not None else {}
     entry.planned = bool(planned)
     for f in order:

@@ -69,12 +69,12 @@ class Recorder:
     def invocation(self, app: str, record: InvocationRecord) -> None:
         self._add(self.records, (app, record))
 
-    def stage(self, sample: StageLatency, now: float) -> None:
+    def stage(self, model: str, config: str, batch: int, seconds: float, now: float) -> None:
         """Keep a warm stage latency unless one of the same kind was kept within the gap."""
-        key = (sample.model, sample.config, sample.batch)
+        key = (model, config, batch)
         if now - self._last_stage.get(key, -1e18) >= self.stage_gap_s:
             self._last_stage[key] = now
-            self._add(self.stages, sample)
+            self._add(self.stages, StageLatency(model, config, batch, seconds))
 
     def _put_back(self, buf: deque[T], taken: deque[T]) -> None:
         """Return unwritten records in front of what arrived meanwhile, within the bound."""

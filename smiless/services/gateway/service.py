@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -17,7 +16,7 @@ from smiless.config import SERVICE_NAMES, Settings
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app
 from smiless.services.gateway import reports
-from smiless.services.gateway.datapath import DataPath
+from smiless.services.gateway.datapath import DataPath, new_request_id
 from smiless.services.gateway.recorder import Recorder
 from smiless.store import Store, StoreError
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc, optimizer_pb2
@@ -133,7 +132,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         stream_end = time.monotonic() + (context.time_remaining() or float("inf"))
 
         async def one(index: int, req: gateway_pb2.InvokeRequest) -> None:
-            rid = req.request_id or uuid.uuid4().hex
+            rid = req.request_id or new_request_id()
             out = gateway_pb2.InvokeStreamResponse(index=index, request_id=rid)
             try:
                 left = stream_end - time.monotonic()
