@@ -9,10 +9,13 @@ Per function the plan gives a *warm window*, the span in which `instances` insta
 
 - **stop after serving** (case 1, and scaled groups pre-warmed per arrival): from
   `prewarm_at_s` (the next predicted arrival + the stage's ready offset - init at μ + kσ) to
-  the moment the predicted inputs should have been served plus `miss_grace_s`. An instance
-  that has served and gone idle is stopped at once ("served"): the next arrival gets a fresh,
-  pre-warmed one, and the window counts as used (no restart before the next plan). The grace
-  bounds what a prediction that came too early costs.
+  the moment the predicted inputs should have been served plus a grace of
+  max(`miss_grace_s`, init). An instance that has served and gone idle is stopped at once
+  ("served"): the next arrival gets a fresh, pre-warmed one, and the window counts as used
+  (no restart before the next plan). The grace bounds what a prediction that came too early
+  costs; it is at least the instance's init because stopping sooner is a loss whenever the
+  arrival is merely late (the predictors err early by design): a restart pays the init
+  again, and the late arrival a cold start (the ski-rental break-even again).
 - **kept alive** (case 2, and scaled groups kept warm): from now (the plan was made after an
   arrival) until the predicted arrival has been served, then for `keep_alive_s` more: an
   instance idle for longer than `keep_alive_s` once the window has closed is stopped
@@ -121,7 +124,7 @@ def warm_window(plan: Plan, fp: FunctionPlan, *, active: bool, miss_grace_s: flo
     served_by = plan.now + it + fp.ready_offset_s + fp.latency_s
     if fp.stop_after_serving:
         start = fp.prewarm_at_s if fp.prewarm_at_s is not None else served_by - fp.exec_s
-        return WarmWindow(start, served_by + miss_grace_s, fp.instances)
+        return WarmWindow(start, served_by + max(miss_grace_s, fp.init_s), fp.instances)
     return WarmWindow(-math.inf, served_by + fp.keep_alive_s, fp.instances)
 
 
@@ -232,8 +235,8 @@ def decide(
         for inst in mine:
             if inst.idle_since is None or not inst.ready:
                 continue  # serving or starting: never interrupted
-            if in_current:
-                continue  # wanted by the requests in flight
+            if pending > 0:
+                continue  # wanted by the requests in flight, even before their window opens
             if fp.stop_after_serving and inst.served > 0:
                 stop(inst, "served")
             elif not in_window:

@@ -80,6 +80,21 @@ def test_missed_prediction_stops_after_the_grace() -> None:
     assert [s.reason for s in late.stops] == ["no arrival"]
 
 
+def test_the_grace_is_at_least_the_init() -> None:
+    """A pre-warmed instance whose arrival is late is kept for at least its init past the
+    predicted serving time: stopping sooner only pays the init again."""
+    slow = {f: {"cpu": profile(Kind.CPU, 0.2, 0.5, 0.5, 0.01, 4.0, 0.1)} for f in ("a", "b")}
+    plan = fast_plan(["a", "b"], [("a", "b")], 3.0, slow, CONFIGS, Forecast(30.0, 1, 1.0), 100.0)
+    fa = plan.functions["a"]
+    assert fa.stop_after_serving and fa.init_s > 2.0
+    win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
+    served_by = plan.now + 30.0 + fa.ready_offset_s + fa.latency_s
+    assert win.end == pytest.approx(served_by + fa.init_s)
+    idle = view("i1", "a", fa.instance_config, idle_since=win.start + fa.init_s)
+    assert not decide(plan, served_by + 2.5, [idle], miss_grace_s=2.0).stops
+    assert [s.reason for s in decide(plan, win.end + 0.01, [idle], miss_grace_s=2.0).stops] == ["no arrival"]
+
+
 def test_keep_alive_keeps_warm_then_expires() -> None:
     plan = plan_for(1.2)  # shorter than init + inference: kept alive
     fa = plan.functions["a"]
