@@ -255,15 +255,22 @@ def decide(
             i.served > 0 and i.idle_since is not None and i.idle_since >= win.start for i in mine
         )
         planned_need = win.count * batch if in_window and not consumed else 0
-        need = max(planned_need, pending if in_current else 0)
-        if need <= 0:
-            continue
         live = [i for i in planned if i.id not in stopped]
 
         def slots(i: InstanceView, _cfg: str = planned_cfg, _batch: int = batch) -> int:
             return max(1, i.batch) if i.batch is not None else (_batch if i.config == _cfg else 1)
 
         have = sum(slots(i) for i in live)
+        inflight_need = 0
+        if in_current:
+            # scale out for them only where a start is ready before they get here, or when
+            # nothing is there at all; else they queue for the instances there
+            timely = now + fp.init_s <= plan.now + fp.ready_offset_s + 1e-9
+            if timely or have == 0:
+                inflight_need = pending
+        need = max(planned_need, inflight_need)
+        if need <= 0:
+            continue
         if have < need:
             reason = "pre-warm" if fp.stop_after_serving else "keep warm"
             if need > planned_need:
@@ -275,11 +282,14 @@ def decide(
             (i for i in live if i.ready and i.idle_since is not None),
             key=lambda i: i.idle_since or 0.0,
         )
-        hold = 0.0 if fp.stop_after_serving else max(fp.keep_alive_s, fp.init_s)
+        # a kept-alive surplus is held for a re-init's worth of idling (the instance's own
+        # init, on its config); instances stopped after serving are not held
+        init_of = {c.config: c.init_s for c in plan.candidates.get(f, ())} if idle else {}
         for inst in idle:
             if have - slots(inst) < need:
                 continue
             assert inst.idle_since is not None
+            hold = 0.0 if fp.stop_after_serving else max(fp.keep_alive_s, init_of.get(inst.config, fp.init_s))
             expires = inst.idle_since + hold
             if now >= expires:
                 stop(inst, "scale down")
