@@ -28,10 +28,12 @@ never stopped.
 **Requests in flight** (`inflight`: per function, invocations that have arrived but that it
 has not served yet, queued there or still upstream). A plan made at an arrival times the
 *next* arrival; the requests of the arrival that triggered it may not have reached a
-downstream stage yet. While a function has requests in flight, its window for them stays
-open (from `plan.now + ready offset - init`, as the plan made at their arrival would have
-opened it) with enough instances for them (`⌈in flight / batch⌉`), and an instance that has
-served is kept for the rest ("served" waits until none is left in flight).
+downstream stage yet. While a function has requests in flight, none of its idle instances
+is stopped ("served" waits until none is left in flight), and from `plan.now + ready
+offset - init` (when the plan made at their arrival would have started them) it is scaled
+out to `⌈in flight / batch⌉` instances, but only where such a start is ready before the
+requests get there or nothing is live: a start that would be late helps less than the
+instances already there, which serve the rest in their next round.
 
 **Hysteresis**, so that a forecast that moves does not make the controller thrash:
 
@@ -41,7 +43,7 @@ served is kept for the rest ("served" waits until none is left in flight).
   not materially cheaper); only the others are surplus: they serve until the planned ones
   are ready, then are stopped when idle ("config changed").
 - *Scale down*: an idle instance beyond the planned count is stopped only once it has been
-  idle for max(`keep_alive_s`, `init_s`) ("scale down"). Idling longer than a re-init costs
+  idle for max(`keep_alive_s`, its own config's init) ("scale down"). Idling longer than a re-init costs
   more than starting again when the load comes back; stopping sooner pays the init again
   (and a cold start) whenever the count goes back up: the ski-rental break-even.
   Instances stopped after serving are not held.
