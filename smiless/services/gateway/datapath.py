@@ -202,8 +202,14 @@ class DataPath:
             )
 
     async def invoke(
-        self, request: gateway_pb2.InvokeRequest, call_remaining: float | None, request_id: str = ""
+        self,
+        request: gateway_pb2.InvokeRequest,
+        call_remaining: float | None,
+        request_id: str = "",
+        into: gateway_pb2.InvokeResponse | None = None,
     ) -> gateway_pb2.InvokeResponse:
+        """Run one invocation; the response is written into `into` when given (a stream's
+        answer: no copy), else into a new message."""
         received = time.monotonic()
         received_wall = time.time()
         entry = self.apps.entries.get(request.app) or await self.apps.get(request.app)
@@ -280,7 +286,8 @@ class DataPath:
         self.recorder.invocation(
             app, InvocationRecord(received_wall, latency * 1000.0, sla_met, cold, request_id)
         )
-        resp = gateway_pb2.InvokeResponse(request_id=request_id, sla_met=sla_met, cold=cold)
+        resp = gateway_pb2.InvokeResponse() if into is None else into
+        resp.request_id, resp.sla_met, resp.cold = request_id, sla_met, cold
         set_seconds(resp.latency, latency)
         outputs = resp.outputs
         for leaf in entry.leaves:

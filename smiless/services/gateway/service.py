@@ -136,9 +136,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             out = gateway_pb2.InvokeStreamResponse(index=index, request_id=rid)
             try:
                 left = stream_end - time.monotonic()
-                out.response.CopyFrom(
-                    await self.datapath.invoke(req, left if left != float("inf") else None, rid)
-                )
+                await self.datapath.invoke(req, left if left != float("inf") else None, rid, out.response)
             except RpcError as exc:
                 out.code, out.message = exc.code.value[0], exc.message
             except (StoreError, ConnectionError) as exc:
@@ -151,6 +149,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 out.code, out.message = grpc.StatusCode.INTERNAL.value[0], f"internal error: {exc}"
             finally:
                 slots.release()
+            if out.code:
+                out.ClearField("response")  # nothing half-written goes with a failure
             answers.put_nowait(out)
 
         async def read() -> None:
