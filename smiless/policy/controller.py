@@ -55,6 +55,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from smiless.policy.costmodel import Candidate
 from smiless.policy.search import FunctionPlan, Plan
 from smiless.policy.workflow import timing
 
@@ -130,19 +131,43 @@ def warm_window(plan: Plan, fp: FunctionPlan, *, active: bool, miss_grace_s: flo
     return WarmWindow(-math.inf, served_by + fp.keep_alive_s, fp.instances)
 
 
-def _config_prices(plan: Plan, f: str) -> dict[str, tuple[float | None, float]]:
-    """Per config: (price per second of one instance, None when no candidate runs on it;
-    `f`'s least stage latency there), from the plan's candidates (a candidate's
-    group price over its instance count is the unit price of its instance config)."""
+@dataclass(frozen=True, slots=True)
+class _ConfigTable:
+    """Per config, what the plan's candidates for one function say about an instance on it."""
+
+    price: dict[str, float]
+    """Price per second of one instance (a candidate's group price over its instance count
+    is the unit price of its instance config); absent when no candidate runs on it."""
+    latency: dict[str, float]
+    """The function's least stage latency there (a config's candidates differ only in how
+    much they batch; a batched candidate's latency is its batch's)."""
+    init: dict[str, float]
+    """Its planned init (μ + kσ) there: what a restart costs."""
+
+
+_TABLES: dict[int, tuple[tuple[Candidate, ...], _ConfigTable]] = {}
+"""Tables by the identity of the candidates tuple they come from (kept alive beside them,
+so an id is never reused while cached): plans moved in time share their candidates."""
+
+
+def _config_table(plan: Plan, f: str) -> _ConfigTable:
+    cands = plan.candidates.get(f, ())
+    hit = _TABLES.get(id(cands))
+    if hit is not None and hit[0] is cands:
+        return hit[1]
     price: dict[str, float] = {}
     latency: dict[str, float] = {}
-    for c in plan.candidates.get(f, ()):
+    init: dict[str, float] = {}
+    for c in cands:
         if c.instances > 0:
             price.setdefault(c.instance_config, c.price_per_second / c.instances)
-        # the least: a config's candidates differ only in how much they batch (a batched
-        # candidate's latency is its batch's)
         latency[c.config] = min(c.latency_s, latency.get(c.config, c.latency_s))
-    return {k: (price.get(k), latency[k]) for k in latency}
+        init[c.config] = c.init_s
+    table = _ConfigTable(price, latency, init)
+    if len(_TABLES) >= 4096:
+        _TABLES.clear()
+    _TABLES[id(cands)] = (cands, table)
+    return table
 
 
 def _kept(
@@ -152,24 +177,23 @@ def _kept(
     their price per request served at once is within `CONFIG_PRICE_HYSTERESIS` of the planned
     shape's, and the DAG still meets the SLA with `fp`'s stage at their latency, given the
     other functions' kept instances (`kept_latency`, updated)."""
-    prices = _config_prices(plan, fp.function)
-    want = prices.get(fp.instance_config)
-    if want is None or want[0] is None or not plan.feasible:
+    table = _config_table(plan, fp.function)
+    want = table.price.get(fp.instance_config)
+    if want is None or not plan.feasible:
         return []
-    slot_price = want[0] / max(1, fp.batch)
+    slot_price = want / max(1, fp.batch)
     ok: dict[str, bool] = {}
     keep: list[InstanceView] = []
     f = fp.function
     for inst in others:
-        got = prices.get(inst.config)
-        price = inst.price_per_s if inst.price_per_s is not None else (got[0] if got else None)
-        if got is None or price is None:
+        lat = table.latency.get(inst.config)
+        price = inst.price_per_s if inst.price_per_s is not None else table.price.get(inst.config)
+        if lat is None or price is None:
             continue
         if price / max(1, inst.batch or 1) > CONFIG_PRICE_HYSTERESIS * slot_price:
             continue
         fine = ok.get(inst.config)
         if fine is None:
-            lat = got[1]
             if lat <= kept_latency[f] + 1e-9:
                 fine = True
             else:
@@ -286,7 +310,7 @@ def decide(
         )
         # a kept-alive surplus is held for a re-init's worth of idling (the instance's own
         # init, on its config); instances stopped after serving are not held
-        init_of = {c.config: c.init_s for c in plan.candidates.get(f, ())} if idle else {}
+        init_of = _config_table(plan, f).init if idle else {}
         for inst in idle:
             if have - slots(inst) < need:
                 continue
