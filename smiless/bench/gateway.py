@@ -2,12 +2,15 @@
 
 Starts the embedded stack (its own Redis and the four services on free loopback ports),
 registers a 3-stage chain of `tiny-mlp` stages, warms one instance per stage, then for each
-concurrency runs closed-loop clients for `duration_s`: each client sends an invocation,
-waits for its answer, sends the next. In the same run, at the same concurrency, the
-benchmark calls the same chain itself, stage after stage, directly on the same workers (the
-floor: what any client would pay without a gateway), over the same kind of worker call the
-gateway makes (one InferStream per worker; unary Infer with SMILESS_WORKER_STREAMS=false).
-overhead_per_stage_ms = (p50 - direct_p50) / stages.
+planned batch size and concurrency runs closed-loop clients for `duration_s`: each client
+sends an invocation, waits for its answer, sends the next. In the same run, at the same
+concurrency, the benchmark calls the same chain itself, stage after stage, directly on the
+same workers (the floor: what any client would pay without a gateway), over the same kind
+of worker call the gateway makes (one InferStream per worker; unary Infer with
+SMILESS_WORKER_STREAMS=false). Direct and gateway runs alternate in 1 s slices, so that a
+shared machine's changing load weighs on both alike. Throughput counts the calls completed
+inside the window (not the drain after it). overhead_per_stage_ms = (p50 - direct_p50) /
+stages.
 
 Modes: `unary` (one Invoke call per invocation) and `stream` (each client keeps one
 InvokeStream open and sends its invocations over it, still one at a time). Batch sizes > 1
@@ -63,14 +66,18 @@ def chain_spec() -> appspec.AppSpec:
 
 async def closed_loop(
     concurrency: int, duration_s: float, one: Callable[[int], Awaitable[None]]
-) -> tuple[list[float], int, float]:
-    """(latencies in s, failures, elapsed s) of `concurrency` clients calling `one` in a loop."""
+) -> tuple[list[float], int, int]:
+    """`concurrency` clients calling `one` in a loop for `duration_s`: (latencies in s of the
+    calls that succeeded, failures, calls that completed inside the window). Throughput is
+    the last over `duration_s`: the calls still running at the end (the drain) are not
+    counted in it."""
     latencies: list[float] = []
     failures = 0
+    inside = 0
     stop_at = time.perf_counter() + duration_s
 
     async def client(k: int) -> None:
-        nonlocal failures
+        nonlocal failures, inside
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
             try:
@@ -78,11 +85,33 @@ async def closed_loop(
             except (grpc.aio.AioRpcError, WorkerCallError):
                 failures += 1
                 continue
-            latencies.append(time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            latencies.append(t1 - t0)
+            inside += t1 < stop_at
 
-    t0 = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(concurrency)))
-    return latencies, failures, time.perf_counter() - t0
+    return latencies, failures, inside
+
+
+class Tally:
+    """What one kind of run (direct, unary, stream) did over its slices."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.failed = 0
+        self.inside = 0
+        self.seconds = 0.0
+        self.cpu = [0.0, 0.0, 0.0, 0.0]
+
+    def add(self, got: tuple[list[float], int, int], seconds: float, cpu: list[float]) -> None:
+        self.latencies += got[0]
+        self.failed += got[1]
+        self.inside += got[2]
+        self.seconds += seconds
+        self.cpu = [a + b for a, b in zip(self.cpu, cpu, strict=True)]
+
+    def per_call_ms(self, i: int) -> float:
+        return self.cpu[i] * 1000 / max(1, len(self.latencies))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -206,52 +235,63 @@ async def run_gateway_bench(
 
         batched = 1
         try:
-            for c in concurrencies:
-                progress(f"direct chain, concurrency {c}")
-                before = cpu()
-                d_lat, _, d_elapsed = await closed_loop(c, duration_s, _direct(workers, x))
-                d_cpu = [b - a for a, b in zip(before, cpu(), strict=True)]
-                direct_p50 = percentile(d_lat, 50)
-                for size, mode in itertools.product(batches, modes):
-                    if size != batched:
-                        await plan_batch(size)
-                        batched = size
-                    progress(f"gateway {mode}, concurrency {c}, batch {size}")
-                    calls: list[Any] = []
-                    before = cpu()
-                    if mode == "unary":
-                        lat, failed, elapsed = await closed_loop(c, duration_s, _unary(gw, request))
-                    else:
-                        calls = [gw.InvokeStream(timeout=duration_s + 60) for _ in range(c)]
-                        lat, failed, elapsed = await closed_loop(c, duration_s, _streamed(calls, request))
-                    used_cpu = [b - a for a, b in zip(before, cpu(), strict=True)]
+            for size in batches:
+                if size != batched:
+                    await plan_batch(size)
+                    batched = size
+                for c in concurrencies:
+                    # Direct and gateway runs alternate in 1 s slices, so that the load of
+                    # the (shared) machine drifting meanwhile weighs on both alike.
+                    slices = max(1, round(duration_s))
+                    calls = (
+                        [gw.InvokeStream(timeout=duration_s * (len(modes) + 1) + 60) for _ in range(c)]
+                        if "stream" in modes
+                        else []
+                    )
+                    runs: dict[str, Call] = {
+                        "direct": _direct(workers, x),
+                        "unary": _unary(gw, request),
+                        "stream": _streamed(calls, request),
+                    }
+                    tallies = {k: Tally() for k in ("direct", *modes)}
+                    for i in range(slices):
+                        for kind, tally in tallies.items():
+                            progress(f"batch {size}, concurrency {c}: {kind} ({i + 1}/{slices})")
+                            before = cpu()
+                            got = await closed_loop(c, duration_s / slices, runs[kind])
+                            tally.add(
+                                got, duration_s / slices, [b - a for a, b in zip(before, cpu(), strict=True)]
+                            )
                     for call in calls:
                         await call.done_writing()
-                    p50 = percentile(lat, 50)
-                    n = max(1, len(lat))
-                    rows.append(
-                        {
-                            "mode": mode,
-                            "worker_calls": "stream" if streamed else "unary",
-                            "batch": size,
-                            "concurrency": c,
-                            "invocations": len(lat),
-                            "failed": failed,
-                            "rps": len(lat) / elapsed,
-                            "p50_ms": p50 * 1000,
-                            "p99_ms": percentile(lat, 99) * 1000,
-                            "direct_p50_ms": direct_p50 * 1000,
-                            "direct_rps": len(d_lat) / d_elapsed,
-                            "overhead_per_stage_ms": (p50 - direct_p50) * 1000 / len(STAGES),
-                            # CPU milliseconds per invocation, by process (where the time goes)
-                            "gateway_cpu_ms": used_cpu[0] * 1000 / n,
-                            "workers_cpu_ms": used_cpu[1] * 1000 / n,
-                            "client_cpu_ms": used_cpu[2] * 1000 / n,
-                            "others_cpu_ms": used_cpu[3] * 1000 / n,
-                            "direct_workers_cpu_ms": d_cpu[1] * 1000 / max(1, len(d_lat)),
-                            "direct_client_cpu_ms": d_cpu[2] * 1000 / max(1, len(d_lat)),
-                        }
-                    )
+                    d = tallies["direct"]
+                    direct_p50 = percentile(d.latencies, 50)
+                    for mode in modes:
+                        t = tallies[mode]
+                        p50 = percentile(t.latencies, 50)
+                        rows.append(
+                            {
+                                "mode": mode,
+                                "worker_calls": "stream" if streamed else "unary",
+                                "batch": size,
+                                "concurrency": c,
+                                "invocations": len(t.latencies),
+                                "failed": t.failed,
+                                "rps": t.inside / t.seconds,
+                                "p50_ms": p50 * 1000,
+                                "p99_ms": percentile(t.latencies, 99) * 1000,
+                                "direct_p50_ms": direct_p50 * 1000,
+                                "direct_rps": d.inside / d.seconds,
+                                "overhead_per_stage_ms": (p50 - direct_p50) * 1000 / len(STAGES),
+                                # CPU milliseconds per invocation, by process (where the time goes)
+                                "gateway_cpu_ms": t.per_call_ms(0),
+                                "workers_cpu_ms": t.per_call_ms(1),
+                                "client_cpu_ms": t.per_call_ms(2),
+                                "others_cpu_ms": t.per_call_ms(3),
+                                "direct_workers_cpu_ms": d.per_call_ms(1),
+                                "direct_client_cpu_ms": d.per_call_ms(2),
+                            }
+                        )
         finally:
             if batched != 1:
                 await plan_batch(1)
