@@ -110,9 +110,10 @@ class Controller:
         d = decide(
             plan,
             time.time(),
-            views,
+            [v for v, _ in views],
             active=last is not None,
             miss_grace_s=self.settings.miss_grace_s,
+            inflight=in_flight(views),
         )
         for s in d.stops:
             self.svc.spawn(self.svc.stop_instance(s.instance_id, s.reason))
@@ -130,7 +131,7 @@ class Controller:
     async def fallback(self, app: str) -> None:
         """No plan: stop instances idle for longer than the fixed keep-alive."""
         now = time.time()
-        for view in await self.views(app):
+        for view, _ in await self.views(app):
             idle = view.idle_since
             if view.ready and idle is not None and now - idle >= self.settings.fallback_keep_alive_s:
                 self.svc.spawn(self.svc.stop_instance(view.id, "keep-alive expired"))
@@ -143,21 +144,40 @@ class Controller:
             stub = self.stubs[address] = worker_pb2_grpc.WorkerStub(ch)
         return stub
 
-    async def views(self, app: str) -> list[InstanceView]:
-        """The app's live instances with their usage, read from their workers."""
+    async def views(self, app: str) -> list[tuple[InstanceView, int]]:
+        """The app's live instances with their usage and the requests each holds (queued or
+        being served), read from their workers."""
         mine = [i for i in self.svc.instances.values() if i.app == app]
         return list(await asyncio.gather(*(self.view(i) for i in mine)))
 
-    async def view(self, inst: common_pb2.Instance) -> InstanceView:
+    async def view(self, inst: common_pb2.Instance) -> tuple[InstanceView, int]:
         started = seconds(inst.started_at) or 0.0
+        cfg = self.svc.catalogue.get(inst.config)
+        price = cfg.price_per_second if cfg is not None else None
+
+        def view(ready: bool, idle: float | None, served: int) -> InstanceView:
+            return InstanceView(
+                inst.id, inst.function, inst.config, ready, started, idle, served, price_per_s=price
+            )
+
         if inst.state != common_pb2.INSTANCE_STATE_READY:
-            return InstanceView(inst.id, inst.function, inst.config, False, started, None, 0)
+            return view(False, None, 0), 0
         try:
             usage = await self.stub(inst.address).Describe(
                 worker_pb2.DescribeRequest(), timeout=DESCRIBE_TIMEOUT_S
             )
         except grpc.aio.AioRpcError:  # unreachable: the exit watch decides, never stop blind
-            return InstanceView(inst.id, inst.function, inst.config, True, started, None, inst.served)
+            return view(True, None, inst.served), 0
         inst.served = usage.served
         idle = seconds(usage.idle_since) if usage.in_flight == 0 else None
-        return InstanceView(inst.id, inst.function, inst.config, True, started, idle, usage.served)
+        return view(True, idle, usage.served), usage.in_flight
+
+
+def in_flight(views: list[tuple[InstanceView, int]]) -> dict[str, int]:
+    """Per function, the requests its workers hold. The controller's `inflight` also counts
+    requests still upstream; the workers cannot see those, so this is a lower bound (the
+    simulator, which sees every request, passes the whole count)."""
+    out: dict[str, int] = {}
+    for v, n in views:
+        out[v.function] = out.get(v.function, 0) + n
+    return out

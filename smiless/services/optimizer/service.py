@@ -274,7 +274,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             return
         ready = [i for i in self.instances.values() if i.state == common_pb2.INSTANCE_STATE_READY]
         views = await asyncio.gather(*(self.controller.view(i) for i in ready))
-        idle = [v for v in views if v.idle_since is not None]
+        idle = [v for v, _ in views if v.idle_since is not None]
         if not idle:
             logs.event(log, "over capacity", logging.WARNING, instances=len(self.instances))
             return
