@@ -35,7 +35,7 @@ from smiless.catalogue import HardwareConfig, Kind
 from smiless.policy.controller import Decision, InstanceView, StartInstance, StopInstance, decide
 from smiless.policy.costmodel import Forecast
 from smiless.policy.predictors import fft_extrapolate
-from smiless.policy.search import Plan, fast_plan
+from smiless.policy.search import DEFAULT_HEADROOM, Plan, fast_plan
 from smiless.policy.workflow import all_paths, timing
 from smiless.sim.forecasts import (
     PlanCache,
@@ -53,7 +53,15 @@ _NOTHING = Decision((), (), math.inf)
 
 
 def _fast(app: SimApp, catalogue: Mapping[str, HardwareConfig], forecast: Forecast) -> Plan:
-    return fast_plan(app.dag.functions, app.dag.edges, app.sla_s, app.profiles, catalogue, forecast)
+    return fast_plan(
+        app.dag.functions,
+        app.dag.edges,
+        app.sla_s,
+        app.profiles,
+        catalogue,
+        forecast,
+        headroom=DEFAULT_HEADROOM,
+    )
 
 
 def _cpu_only(catalogue: Mapping[str, HardwareConfig]) -> dict[str, HardwareConfig]:

@@ -359,6 +359,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             forecast,
             since,
             top_k=self.settings.plan_top_k,
+            headroom=self.settings.plan_headroom,
         )
         msg = plan_to_proto(app, plan, time.time())
         await self.store.put_plan(msg)

@@ -11,6 +11,7 @@ from smiless.catalogue import HardwareConfig, Kind
 from smiless.policy.costmodel import Forecast, Mode
 from smiless.policy.profile import FunctionProfile, load_reference_profiles
 from smiless.policy.search import (
+    DEFAULT_HEADROOM,
     SLA_EPS,
     MissingProfileError,
     Plan,
@@ -88,6 +89,29 @@ def test_reference_apps_fast_matches_exact(name: str, sla: float, it: float) -> 
     if exact.feasible:
         assert exact.optimal
         assert exact.cost <= fast.cost * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("plan_fn", [fast_plan, exact_plan])
+def test_headroom_plans_inside_the_sla_and_falls_back_to_it(plan_fn: object) -> None:
+    from smiless.config import Settings
+
+    assert Settings().plan_headroom == DEFAULT_HEADROOM, "the services plan as the simulator does"
+    fns, edges, profiles = app("voice-assistant")
+    it = Forecast(1.0)
+    fastest = lowest_latency_plan(fns, edges, 4.0, profiles, CATALOGUE, it).latency_s
+    sla = 3.0 * fastest
+    plain = plan_fn(fns, edges, sla, profiles, CATALOGUE, it)  # type: ignore[operator]
+    roomy = plan_fn(fns, edges, sla, profiles, CATALOGUE, it, headroom=0.3)  # type: ignore[operator]
+    assert roomy.feasible and roomy.sla_s == sla and "inside the" in roomy.reason
+    assert roomy.latency_s <= 0.7 * sla + SLA_EPS
+    assert roomy.cost >= plain.cost * (1 - 1e-9), "headroom never makes a plan cheaper"
+    # a headroom nothing fits in: planned to the SLA itself, and said so
+    tight_sla = fastest * 1.05
+    tight = plan_fn(fns, edges, tight_sla, profiles, CATALOGUE, it, headroom=0.3)  # type: ignore[operator]
+    assert tight.feasible and tight.latency_s <= tight_sla + SLA_EPS
+    assert "planned to the SLA itself" in tight.reason
+    with pytest.raises(PlanningError, match="headroom"):
+        plan_fn(fns, edges, sla, profiles, CATALOGUE, it, headroom=1.0)  # type: ignore[operator]
 
 
 def test_dag_aware_readiness_and_prewarm_times() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from smiless.catalogue import load_catalogue
 from smiless.policy.costmodel import Forecast, Mode
-from smiless.policy.search import fast_plan
+from smiless.policy.search import DEFAULT_HEADROOM, fast_plan
 from smiless.sim import Noise, PolicyContext, make_policy, simulate
 from smiless.sim.forecasts import shift
 from tests.unit.sim.helpers import diamond, periodic
@@ -27,7 +27,15 @@ def test_simulated_cost_equals_predicted_cost(every: int, sla: float) -> None:
     # inside the simulated window
     wl = periodic(every, minutes=every * 30, start=every - 5)
     it = every * wl.slot_s
-    plan = fast_plan(app.dag.functions, app.dag.edges, sla, app.profiles, CATALOGUE, Forecast(it, 1, 0.0))
+    plan = fast_plan(
+        app.dag.functions,
+        app.dag.edges,
+        sla,
+        app.profiles,
+        CATALOGUE,
+        Forecast(it, 1, 0.0),
+        headroom=DEFAULT_HEADROOM,  # as the simulator's smiless policies plan
+    )
     assert plan.feasible
     assert all(fp.mode is Mode.PREWARM for fp in plan.functions.values())
     noise = Noise.exact()
