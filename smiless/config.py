@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     refit_min_samples: int = Field(10, ge=1, description="Observations of a (config, batch) a refit needs.")
     plan_top_k: int = Field(1, ge=1, description="Beam width (top-K) of the optimizer's path search.")
     plan_headroom: float = Field(
-        0.1,  # smiless.policy.search.DEFAULT_HEADROOM (the simulator's), which a test keeps equal
+        0.2,  # smiless.policy.search.DEFAULT_HEADROOM (the simulator's), which a test keeps equal
         ge=0.0,
         lt=1.0,
         description="Share of the SLA plans leave free for inference noise and queueing.",
