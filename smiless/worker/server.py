@@ -63,7 +63,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         self.served = 0
         self.in_flight = 0
         self.idle_since = time.time()
-        self.last: dict[int, float] = {}  # batch size -> seconds its last forward pass took
+        # (batch size, input bytes) -> seconds the last forward pass of such a batch took
+        self.last: dict[tuple[int, int], float] = {}
 
     def _forward(self, batch: list[np.ndarray]) -> tuple[list[np.ndarray], float]:
         import torch
@@ -96,17 +97,29 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
             batch.append(array)
         return batch
 
-    async def _infer(self, inputs: Sequence[common_pb2.Tensor]) -> worker_pb2.InferResponse:
+    def _done(self, n: int = 1) -> None:
+        """`n` requests counted in in_flight are answered."""
+        self.in_flight -= n
+        if self.in_flight == 0:
+            self.idle_since = time.time()
+
+    async def _infer(
+        self, inputs: Sequence[common_pb2.Tensor], counted: bool = False
+    ) -> worker_pb2.InferResponse:
         """One forward pass over a request's batch. A pass expected to be short (the last one
-        of this batch size took under INLINE_S; a first one is not expected to) runs on the
-        event loop: for small models the hop to a thread costs more than the model. Longer
-        ones run in a thread, so the server keeps answering (health, Describe) meanwhile.
+        over a batch of this size and this many input bytes took under INLINE_S; a first one
+        is not expected to) runs on the event loop: for small models the hop to a thread
+        costs more than the model. Others run in a thread, so the server keeps answering
+        (health, Describe) meanwhile. A pass that turns out long (a model whose time depends
+        on the values, not the sizes) sends the next one of its kind to the thread again.
         Passes never overlap."""
         batch = self._batch(inputs)
         n = len(batch)
-        self.in_flight += 1
+        kind = (n, sum(a.nbytes for a in batch))
+        if not counted:  # a stream counts its requests from when it reads them
+            self.in_flight += 1
         try:
-            if self.lock.locked() or self.last.get(n, INLINE_S) >= INLINE_S:
+            if self.lock.locked() or self.last.get(kind, INLINE_S) >= INLINE_S:
                 async with self.lock:
                     outputs, seconds = await asyncio.to_thread(self._forward, batch)
             else:
@@ -114,10 +127,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         except Exception as exc:  # a fault of the model (e.g. a user's module), not of the input
             raise Refused(grpc.StatusCode.INTERNAL, f"model: {self.spec.name} failed: {exc}") from exc
         finally:
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self.idle_since = time.time()
-        self.last[n] = seconds
+            if not counted:
+                self._done()
+        self.last[kind] = seconds
         self.served += n
         resp = worker_pb2.InferResponse(outputs=[tensors.to_proto(o) for o in outputs])
         resp.inference_time.FromNanoseconds(round(seconds * 1e9))
@@ -141,10 +153,14 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         stream goes on. Requests are read as they arrive (and timed from then), so one that
         waited here longer than its caller waits is answered DEADLINE_EXCEEDED, not run."""
         queued: asyncio.Queue[tuple[float, worker_pb2.InferStreamRequest] | None] = asyncio.Queue()
+        waiting = 0  # read and not yet answered: counted in in_flight, as queued Infer calls are
 
         async def read() -> None:
+            nonlocal waiting
             try:
                 async for item in request_iterator:
+                    waiting += 1
+                    self.in_flight += 1
                     queued.put_nowait((time.monotonic(), item))
             finally:
                 queued.put_nowait(None)
@@ -163,13 +179,18 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                                 f"timeout: queued {waited * 1000:.0f} ms in the worker, "
                                 f"past the caller's {get_seconds(item.timeout) * 1000:.0f} ms",
                             )
-                    out.response.CopyFrom(await self._infer(item.request.inputs))
+                    out.response.CopyFrom(await self._infer(item.request.inputs, counted=True))
                 except Refused as exc:
                     out.code, out.message = exc.code.value[0], exc.message
+                finally:
+                    waiting -= 1
+                    self._done()
                 yield out
             await reader  # surfaces a broken request stream
         finally:
             reader.cancel()
+            if waiting:  # the caller went away with requests still queued
+                self._done(waiting)
 
     async def Describe(
         self, request: worker_pb2.DescribeRequest, context: grpc.aio.ServicerContext

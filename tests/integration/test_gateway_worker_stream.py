@@ -81,6 +81,7 @@ async def test_expired_request_is_not_run(mlp: StartedWorker) -> None:
         assert answers[1].code == 0 and len(answers[1].response.outputs) == 1
         info = await stub.Describe(worker_pb2.DescribeRequest())
         assert info.served == served + 1, "only the request on time ran"
+        assert info.in_flight == 0 and info.HasField("idle_since"), "both were answered"
 
 
 async def test_client_shares_one_stream_and_matches_concurrent_answers(mlp: StartedWorker) -> None:
@@ -119,12 +120,15 @@ async def test_dead_or_stalled_worker_fails_waiting_calls(backend: ProcessBacken
             os.kill(pid, signal.SIGCONT)
         assert len((await stream.infer([quick], 30)).outputs) == 1, "a late answer is dropped, not misrouted"
         # A worker that dies: every call waiting on its stream fails, retryably, at once.
+        # (A batch of two: its first pass runs in a thread, so Describe is answered meanwhile.)
         calls = [
-            asyncio.ensure_future(stream.infer([forever], 60)),
+            asyncio.ensure_future(stream.infer([forever, forever], 60)),
             asyncio.ensure_future(stream.infer([quick], 60)),
         ]
         await asyncio.sleep(0.5)
         assert not any(c.done() for c in calls), "both requests are waiting"
+        info = await worker_pb2_grpc.WorkerStub(ch).Describe(worker_pb2.DescribeRequest(), timeout=5)
+        assert info.in_flight == 2, "a request queued on the stream counts as in flight"
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         for c in calls:
