@@ -259,6 +259,8 @@ def demo(
         fail(f"--spread: {spread!r} is not together or poisson")
     if not slot_seconds > 0:
         fail(f"--slot-seconds: {slot_seconds} is not positive")
+    if not 0 <= lead_in_minutes <= DEMO_START_MINUTE:
+        fail(f"--lead-in-minutes: {lead_in_minutes} is outside 0..{DEMO_START_MINUTE}")
     try:
         batches = [int(b) for b in batch_sizes.split(",") if b.strip()]
     except ValueError:
@@ -275,8 +277,6 @@ def demo(
     except KeyError as exc:
         fail(f"--trace: {trace_path} is not the Azure sample the demo's window is defined on: {exc.args[0]}")
         raise
-    if not 0 <= lead_in_minutes <= DEMO_START_MINUTE:
-        fail(f"--lead-in-minutes: {lead_in_minutes} is outside 0..{DEMO_START_MINUTE}")
     live = DEMO_START_MINUTE - lead_in_minutes
     workloads = [replay.make_workload(n, fn, live, minutes + lead_in_minutes) for n, fn in rows.items()]
 

@@ -282,3 +282,25 @@ def test_lead_in_is_sent_but_not_measured() -> None:
     summary = replay.summarize(measured.outcomes, ["a"])["a"]
     assert summary.scheduled == 4 and summary.accounted
     assert replay.after_lead_in(run, [w], 0, 2.0) == (run, [w])
+
+
+def test_a_lead_in_that_leaves_nothing_to_measure_is_refused() -> None:
+    from smiless.cli.replay import ReplayError, replay_apps
+
+    w = Workload("a", "row", 10, (2, 0, 1, 3))
+    with pytest.raises(ReplayError, match="lead-in"):  # before any call to the gateway
+        asyncio.run(replay_apps("127.0.0.1:1", [w], slot_seconds=2.0, spread="together", lead_in_minutes=4))
+
+
+def test_demo_refuses_a_lead_in_before_the_trace() -> None:
+    import subprocess
+    import sys
+
+    got = subprocess.run(
+        [sys.executable, "-m", "smiless", "demo", "--lead-in-minutes", str(DEMO_START_MINUTE + 1)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert got.returncode != 0
+    assert "--lead-in-minutes" in got.stderr + got.stdout
