@@ -38,7 +38,7 @@ No clocks and no I/O: time comes in as `now`, and the result carries its reasons
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from smiless.catalogue import HardwareConfig, Kind
@@ -692,21 +692,19 @@ first arrival of image-query at 2-3 s); 0.1 still hit a plan that thrashed (voic
 at 6 s: 48 %). Where no plan fits inside the headroom, the SLA itself is the target."""
 
 
-def _tightened(p: Problem, headroom: float) -> Problem | None:
-    """`p` with its SLA target `headroom` inside the SLA; None for no headroom."""
+def _with_headroom(p: Problem, headroom: float, solve: Callable[[Problem, str], Plan]) -> Plan:
+    """`solve` (a search, finished into a plan with an extra note) on `p` with its SLA target
+    `headroom` inside the SLA; when that plan does not meet it, on `p` itself, and say so.
+    A plan for the tightened target is stated against the SLA itself."""
     if not 0.0 <= headroom < 1.0:
         raise PlanningError(f"headroom must be in [0, 1), got {headroom!r}")
-    return replace(p, sla_s=p.sla_s * (1.0 - headroom)) if headroom > 0.0 else None
-
-
-def _within(plan: Plan, sla_s: float, headroom: float) -> Plan:
-    """A plan found for the tightened target, stated against the SLA itself."""
-    why = f"{plan.reason}; planned {headroom:.0%} inside the {sla_s:g} s SLA (noise and queueing)"
-    return replace(plan, sla_s=sla_s, reason=why)
-
-
-def _no_room(headroom: float) -> str:
-    return f"no plan fits {headroom:.0%} inside the SLA: planned to the SLA itself" if headroom > 0 else ""
+    if headroom == 0.0:
+        return solve(p, "")
+    plan = solve(replace(p, sla_s=p.sla_s * (1.0 - headroom)), "")
+    if plan.feasible:
+        why = f"{plan.reason}; planned {headroom:.0%} inside the {p.sla_s:g} s SLA (noise and queueing)"
+        return replace(plan, sla_s=p.sla_s, reason=why)
+    return solve(p, f"no plan fits {headroom:.0%} inside the SLA: planned to the SLA itself")
 
 
 def fast_plan(
@@ -731,14 +729,12 @@ def fast_plan(
     `k_sigma`: init is planned at μ + kσ; `headroom`: plan to `sla_s x (1 - headroom)` when
     some plan meets that, else to the SLA itself (see `DEFAULT_HEADROOM`)."""
     p = build_problem(functions, edges, sla_s, profiles, catalogue, forecast, k_sigma)
-    tight = _tightened(p, headroom)
-    if tight is not None:
-        choice, examined, paths = fast_search(tight, top_k)
-        plan = _finish(tight, choice, "fast", now, examined, False, paths)
-        if plan.feasible:
-            return _within(plan, sla_s, headroom)
-    choice, examined, paths = fast_search(p, top_k)
-    return _finish(p, choice, "fast", now, examined, False, paths, note=_no_room(headroom))
+
+    def solve(q: Problem, note: str) -> Plan:
+        choice, examined, paths = fast_search(q, top_k)
+        return _finish(q, choice, "fast", now, examined, False, paths, note=note)
+
+    return _with_headroom(p, headroom, solve)
 
 
 def exact_plan(
@@ -763,21 +759,16 @@ def exact_plan(
     fast search's plan; `spine_bound` chooses the bound (see `exact_search`). Neither
     changes the answer, only the work."""
     p = build_problem(functions, edges, sla_s, profiles, catalogue, forecast, k_sigma)
-    tight = _tightened(p, headroom)
-    for q in (tight, p):
-        if q is None:
-            continue
+
+    def solve(q: Problem, note: str) -> Plan:
         seed = fast_search(q)[0] if warm_start else None
         choice, nodes, proven = exact_search(q, max_nodes, seed, spine_bound)
-        note = "" if proven else f"node budget of {max_nodes} ran out: best plan found, optimality not proven"
-        if q is tight:
-            plan = _finish(q, choice, "exact", now, nodes, proven, note=note)
-            if plan.feasible:
-                return _within(plan, sla_s, headroom)
-            continue
-        note = "; ".join(n for n in (note, _no_room(headroom)) if n)
+        if not proven:
+            ran_out = f"node budget of {max_nodes} ran out: best plan found, optimality not proven"
+            note = f"{ran_out}; {note}" if note else ran_out
         return _finish(q, choice, "exact", now, nodes, proven, note=note)
-    raise AssertionError("unreachable: the full-SLA problem is always searched")
+
+    return _with_headroom(p, headroom, solve)
 
 
 def lowest_latency_plan(
