@@ -247,18 +247,14 @@ def evaluate_batched(
     count = forecast.count
     if count == 1 or ladder is None:
         return [first]
-    inf = profile.inference
-    per = inf.lam * (inf.alpha / r + inf.beta)
     out = [first]
     seen = {(first.batch, first.instances, first.instance_config)}
-    b = 2
-    while True:
-        b = min(b, count)
-        c = evaluate_on(profile, name, kind, r, unit_price, forecast, ladder, t_init, b * per + inf.gamma)
+    sizes = [b for b in (2**k for k in range(1, count.bit_length())) if b < count] + [count]
+    for b in sizes:
+        budget = profile.inference.latency(b, r)
+        c = evaluate_on(profile, name, kind, r, unit_price, forecast, ladder, t_init, budget)
         key = (c.batch, c.instances, c.instance_config)
         if key not in seen:
             seen.add(key)
             out.append(c)
-        if b == count:
-            return out
-        b *= 2
+    return out
