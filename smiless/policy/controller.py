@@ -226,8 +226,8 @@ def decide(
     by_function: dict[str, list[InstanceView]] = {}
     for inst in instances:
         by_function.setdefault(inst.function, []).append(inst)
+    # stage latencies with the other-config instances kept so far: the SLA check of the next
     kept_latency = {f: fp.latency_s for f, fp in plan.functions.items()}
-    """Stage latencies with the other-config instances kept so far: the SLA check of the next."""
     for f, fp in plan.functions.items():
         mine = by_function.pop(f, [])
         win = warm_window(plan, fp, active=active, miss_grace_s=miss_grace_s)
