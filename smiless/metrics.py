@@ -35,6 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from smiless import accounting, logs
+from smiless.protoutil import status_code
 from smiless.store import Store
 from smiless.v1 import common_pb2, gateway_pb2
 
@@ -184,10 +185,9 @@ class StreamTally:
         if response.code == 0:
             observe_invocation(response.response, app)
         else:
-            observe_failed_invocation(app, _CODES.get(response.code, grpc.StatusCode.UNKNOWN))
+            observe_failed_invocation(app, status_code(response.code))
 
 
-_CODES = {c.value[0]: c for c in grpc.StatusCode}
 INVOKE_STREAM_METHOD = "/smiless.v1.Gateway/InvokeStream"
 
 

@@ -1,9 +1,19 @@
-"""Seconds <-> `google.protobuf.Duration` / `Timestamp`, the one way every module does it."""
+"""Seconds <-> `google.protobuf.Duration` / `Timestamp`, and a status code carried as an int
+field <-> `grpc.StatusCode`: the one way every module does them."""
 
 from __future__ import annotations
 
 import math
 from typing import Protocol
+
+import grpc
+
+_STATUS = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def status_code(value: int) -> grpc.StatusCode:
+    """The gRPC status whose number a message carries (UNKNOWN for a number there is none of)."""
+    return _STATUS.get(value, grpc.StatusCode.UNKNOWN)
 
 
 class _Nanos(Protocol):

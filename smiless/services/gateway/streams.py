@@ -24,10 +24,8 @@ from typing import Any
 
 import grpc
 
-from smiless.protoutil import set_seconds
+from smiless.protoutil import set_seconds, status_code
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
-
-STATUS = {c.value[0]: c for c in grpc.StatusCode}
 
 
 class WorkerCallError(Exception):
@@ -118,7 +116,7 @@ class WorkerStream:
             timer.cancel()
             s.waiting.pop(i, None)
         if got.code:
-            raise WorkerCallError(STATUS.get(got.code, grpc.StatusCode.UNKNOWN), got.message)
+            raise WorkerCallError(status_code(got.code), got.message)
         return got.response
 
     def _start(self) -> _Open:
