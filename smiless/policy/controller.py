@@ -40,8 +40,9 @@ instances already there, which serve the rest in their next round.
 - *Config change*: an instance on another config than the plan's still counts towards the
   planned instances when it is at least as fast as the planned config for that function and
   its price is less than `CONFIG_PRICE_HYSTERESIS` x the planned one's (the new config is
-  not materially cheaper); only the others are surplus: they serve until the planned ones
-  are ready, then are stopped when idle ("config changed").
+  not materially cheaper); only the others are surplus: they serve until enough planned
+  ones are ready to take the window's count and the requests in flight, then are stopped
+  when idle ("config changed").
 - *Scale down*: an idle instance beyond the planned count is stopped only once it has been
   idle for max(`keep_alive_s`, its own config's init) ("scale down"). Idling longer than a re-init costs
   more than starting again when the load comes back; stopping sooner pays the init again
@@ -138,11 +139,19 @@ class _ConfigTable:
     price: dict[str, float]
     """Price per second of one instance (a candidate's group price over its instance count
     is the unit price of its instance config); absent when no candidate runs on it."""
-    latency: dict[str, float]
-    """The function's least stage latency there (a config's candidates differ only in how
-    much they batch; a batched candidate's latency is its batch's)."""
+    latency: dict[str, list[tuple[int, float]]]
+    """(batch, stage latency) of the candidates whose instances run on it, by batch: an
+    instance that serves B at once takes the latency of a batch of B, not of one."""
     init: dict[str, float]
     """Its planned init (μ + kσ) there: what a restart costs."""
+
+    def latency_of(self, config: str, batch: int) -> float | None:
+        """The stage latency of an instance on `config` serving `batch` at once: that of the
+        smallest planned batch >= `batch` there (an upper estimate); None when none is."""
+        for b, lat in self.latency.get(config, ()):
+            if b >= batch:
+                return lat
+        return None
 
 
 _TABLES: dict[int, tuple[tuple[Candidate, ...], _ConfigTable]] = {}
@@ -156,13 +165,18 @@ def _config_table(plan: Plan, f: str) -> _ConfigTable:
     if hit is not None and hit[0] is cands:
         return hit[1]
     price: dict[str, float] = {}
-    latency: dict[str, float] = {}
+    by_batch: dict[str, dict[int, float]] = {}
     init: dict[str, float] = {}
     for c in cands:
         if c.instances > 0:
             price.setdefault(c.instance_config, c.price_per_second / c.instances)
-        latency[c.config] = min(c.latency_s, latency.get(c.config, c.latency_s))
+        # on its instance config, the candidate's batch takes its latency; on its config, its
+        # latency is at least one request's there (the least over a config is exactly that)
+        for cfg, b in ((c.instance_config, max(1, c.batch)), (c.config, 1)):
+            seen = by_batch.setdefault(cfg, {})
+            seen[b] = min(c.latency_s, seen.get(b, c.latency_s))
         init[c.config] = c.init_s
+    latency = {cfg: sorted(rows.items()) for cfg, rows in by_batch.items()}
     table = _ConfigTable(price, latency, init)
     if len(_TABLES) >= 4096:
         _TABLES.clear()
@@ -175,33 +189,37 @@ def _kept(
 ) -> list[InstanceView]:
     """The instances of `others` (not on the planned config) that may serve as planned ones:
     their price per request served at once is within `CONFIG_PRICE_HYSTERESIS` of the planned
-    shape's, and the DAG still meets the SLA with `fp`'s stage at their latency, given the
-    other functions' kept instances (`kept_latency`, updated)."""
+    shape's, and the DAG still meets the plan's latency target (the SLA less the planner's
+    headroom) with `fp`'s stage at their latency serving their batch, given the other
+    functions' kept instances (`kept_latency`, updated)."""
     table = _config_table(plan, fp.function)
     want = table.price.get(fp.instance_config)
     if want is None or not plan.feasible:
         return []
     slot_price = want / max(1, fp.batch)
-    ok: dict[str, bool] = {}
+    ok: dict[tuple[str, int], bool] = {}
     keep: list[InstanceView] = []
     f = fp.function
+    expected = max(1, plan.forecast.count)
     for inst in others:
-        lat = table.latency.get(inst.config)
+        # what it serves at once under the plan's forecast: its capacity, or the predicted count
+        load = min(max(1, inst.batch or 1), expected)
+        lat = table.latency_of(inst.config, load)
         price = inst.price_per_s if inst.price_per_s is not None else table.price.get(inst.config)
         if lat is None or price is None:
             continue
         if price / max(1, inst.batch or 1) > CONFIG_PRICE_HYSTERESIS * slot_price:
             continue
-        fine = ok.get(inst.config)
+        fine = ok.get((inst.config, load))
         if fine is None:
             if lat <= kept_latency[f] + 1e-9:
                 fine = True
             else:
                 trial = {**kept_latency, f: lat}
-                fine = timing(plan.dag, trial).latency_s <= plan.sla_s + 1e-9
+                fine = timing(plan.dag, trial).latency_s <= plan.latency_target_s + 1e-9
                 if fine:
                     kept_latency[f] = lat
-            ok[inst.config] = fine
+            ok[(inst.config, load)] = fine
         if fine:
             keep.append(inst)
     return keep
@@ -271,10 +289,6 @@ def decide(
                     stop(inst, "no arrival" if fp.stop_after_serving else "keep-alive expired")
                 else:
                     wake = min(wake, expires)
-        ready_planned = sum(1 for i in planned if i.ready and i.id not in stopped)
-        for inst in others:
-            if inst.id not in stopped and inst.ready and inst.idle_since is not None and ready_planned > 0:
-                stop(inst, "config changed")
         # An instance that served inside the window has met the arrival it was warmed for:
         # the next window comes with the plan made after that arrival.
         consumed = fp.stop_after_serving and any(
@@ -287,6 +301,12 @@ def decide(
             return max(1, i.batch) if i.batch is not None else (_batch if i.config == _cfg else 1)
 
         have = sum(slots(i) for i in live)
+        # the others serve until ready planned ones can take what is wanted of the function
+        ready_slots = sum(slots(i) for i in live if i.ready)
+        if ready_slots > 0 and ready_slots >= max(planned_need, pending):
+            for inst in others:
+                if inst.id not in stopped and inst.ready and inst.idle_since is not None:
+                    stop(inst, "config changed")
         inflight_need = 0
         if in_current:
             # scale out for them only where a start is ready before they get here, or when

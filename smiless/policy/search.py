@@ -129,6 +129,14 @@ class Plan:
     missing: dict[str, tuple[str, ...]] = field(repr=False)
     """Per function, catalogue configs it has no profile for."""
     dag: Dag = field(repr=False)
+    target_s: float | None = None
+    """The end-to-end latency it was planned to: inside the SLA by the planner's headroom
+    (`DEFAULT_HEADROOM`); None: the SLA itself. Whatever changes the plan's stage latencies
+    afterwards (the controller keeping a slower instance) must stay within it too."""
+
+    @property
+    def latency_target_s(self) -> float:
+        return self.sla_s if self.target_s is None else self.target_s
 
     @property
     def configs(self) -> dict[str, str]:
@@ -703,7 +711,7 @@ def _with_headroom(p: Problem, headroom: float, solve: Callable[[Problem, str], 
     plan = solve(replace(p, sla_s=p.sla_s * (1.0 - headroom)), "")
     if plan.feasible:
         why = f"{plan.reason}; planned {headroom:.0%} inside the {p.sla_s:g} s SLA (noise and queueing)"
-        return replace(plan, sla_s=p.sla_s, reason=why)
+        return replace(plan, sla_s=p.sla_s, reason=why, target_s=plan.sla_s)
     return solve(p, f"no plan fits {headroom:.0%} inside the SLA: planned to the SLA itself")
 
 

@@ -71,15 +71,22 @@ def prediction_timeline(
     return out
 
 
-def truth_timeline(wl: Workload) -> dict[int, Forecast]:
+def truth_timeline(wl: Workload, horizon_s: float = 0.0) -> dict[int, Forecast]:
     """minute -> the true next arrival after it (the oracle's forecast): the IT to the next
-    active minute and that minute's count; `inf` IT after the last arrival."""
+    active minute, and the largest count among the arrivals from that minute to `horizon_s`
+    after it; `inf` IT after the last arrival.
+
+    Why the horizon: a plan times one arrival, the next. An arrival that follows the next by
+    less than an init cannot be pre-warmed by the plan made at the next one, so the plan made
+    now must already be sized for it; with `horizon_s` = 0 (the next count alone) a burst one
+    slot after a single request always meets too few instances, however exact the IT."""
     counts = wl.counts
     active = np.flatnonzero(counts).tolist()
     out: dict[int, Forecast] = {}
     keys = [m for m in active if m >= wl.start_minute]
     if wl.start_minute > 0:
         keys = [wl.start_minute - 1, *keys]
+    span = math.floor(horizon_s / wl.slot_s + 1e-9) if horizon_s > 0 else 0  # slots after the next
     j = 0
     for m in keys:
         while j < len(active) and active[j] <= m:
@@ -87,7 +94,8 @@ def truth_timeline(wl: Workload) -> dict[int, Forecast]:
         if j < len(active):
             nxt = active[j]
             last = active[j - 1] if j > 0 else m  # an IT counts from the last arrival
-            out[m] = Forecast((nxt - last) * wl.slot_s, int(counts[nxt]), 0.0)
+            count = int(counts[nxt : nxt + span + 1].max())
+            out[m] = Forecast((nxt - last) * wl.slot_s, count, 0.0)
         else:
             out[m] = Forecast(math.inf, 1, 0.0)
     return out

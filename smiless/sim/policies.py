@@ -95,7 +95,7 @@ class SmilessPolicy(Policy):
         self.cache = _plan_cache(ctx, "cpu" if self.homogeneous else "all", catalogue)
         kind = predictor or self.predictor
         if self.oracle:
-            self.forecasts: dict[int, Forecast] = truth_timeline(wl)
+            self.forecasts: dict[int, Forecast] = truth_timeline(wl, _longest_init(ctx.app, catalogue))
         else:
             preds = prediction_timeline(wl, kind, ctx.shared)
             self.forecasts = {m: Forecast.from_slots(p, wl.slot_s) for m, p in preds.items()}
@@ -160,6 +160,18 @@ class SmilessNoDagPolicy(SmilessPolicy):
 class OraclePolicy(SmilessPolicy):
     name = "oracle"
     oracle = True
+
+
+def _longest_init(app: SimApp, catalogue: Mapping[str, HardwareConfig]) -> float:
+    """The longest planned init (μ + kσ) of any of the app's functions on any config: the
+    oracle's count horizon (`truth_timeline`)."""
+    inits = [
+        prof.init.bound()
+        for f in app.functions
+        for cfg in catalogue.values()
+        if (prof := profile_on(app, f, cfg)) is not None
+    ]
+    return max(inits, default=0.0)
 
 
 # --- shared pieces of the baselines ----------------------------------------------------------

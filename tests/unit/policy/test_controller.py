@@ -234,3 +234,57 @@ def test_decisions_are_consistent(it: float, count: int, offset: float, n_idle: 
     for f, fp in plan.functions.items():
         assert sum(1 for s in d.starts if s.function == f) <= fp.instances
     assert d.wake_at > now or d.wake_at == pytest.approx(now)
+
+
+def test_an_instance_on_another_config_is_judged_at_the_batch_it_serves() -> None:
+    """voice-assistant at a 2 s SLA, 7 requests together: `ner` is planned off cpu-1 because a
+    batch of 7 takes ~0.77 s there. A cheaper cpu-1 instance that serves 7 at once must not
+    count as the planned one (one request alone is fast there, 7 together are not): a
+    planned instance is started for it. One that serves a request at a time is kept."""
+    from smiless.policy.search import DEFAULT_HEADROOM
+    from smiless.sim import load_app
+
+    app = load_app("voice-assistant", 2.0)
+    plan = fast_plan(
+        app.dag.functions,
+        app.dag.edges,
+        2.0,
+        app.profiles,
+        CATALOGUE,
+        Forecast(4.0, 7, 0.0),
+        100.0,
+        headroom=DEFAULT_HEADROOM,
+    )
+    fp = plan.functions["ner"]
+    assert plan.feasible and fp.batch == 7 and fp.instance_config != "cpu-1"
+    cpu1 = CATALOGUE["cpu-1"].price_per_second
+    assert cpu1 < CATALOGUE[fp.instance_config].price_per_second  # not replaced for its price
+    t = plan.now + 0.01
+    kept = [
+        view(f"p{f}", f, plan.functions[f].instance_config, batch=7) for f in plan.functions if f != "ner"
+    ]
+
+    def ner_starts(batch: int) -> int:
+        inst = InstanceView("old", "ner", "cpu-1", True, 0.0, plan.now, 3, batch, cpu1)
+        return sum(1 for s in decide(plan, t, [*kept, inst]).starts if s.function == "ner")
+
+    assert ner_starts(7) == 1
+    one = [InstanceView(f"old{k}", "ner", "cpu-1", True, 0.0, plan.now, 3, 1, cpu1) for k in range(7)]
+    assert not [s for s in decide(plan, t, [*kept, *one]).starts if s.function == "ner"]
+
+
+def test_instances_on_another_config_serve_until_enough_planned_ones_are_ready() -> None:
+    """Three requests in flight at `a`, planned on cpu-1 one at a time; two cpu-8 instances
+    (8 x the price: replaced) are stopped only once planned ones can take all three."""
+    configs = {n: CATALOGUE[n] for n in ("cpu-1", "cpu-8")}
+    plan = fast_plan(["a", "b"], [("a", "b")], 3.0, PROFILES, configs, Forecast(1.2, 1, 1.0), 100.0)
+    fa = plan.functions["a"]
+    assert (fa.instance_config, fa.batch) == ("cpu-1", 1)
+    t = plan.now + 0.01
+    old = [view(f"old{k}", "a", "cpu-8", idle_since=plan.now) for k in range(2)]
+    new = [view(f"new{k}", "a", "cpu-1", idle_since=plan.now, batch=1) for k in range(3)]
+    inflight = {"a": 3, "b": 0}
+    one_ready = decide(plan, t, [*old, new[0]], inflight=inflight)
+    assert not [s for s in one_ready.stops if s.reason == "config changed"]
+    all_ready = decide(plan, t, [*old, *new], inflight=inflight)
+    assert sorted(s.instance_id for s in all_ready.stops if s.reason == "config changed") == ["old0", "old1"]

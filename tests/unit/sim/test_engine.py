@@ -141,3 +141,24 @@ def test_many_apps_share_one_loop() -> None:
 def test_a_policy_cannot_start_an_unknown_config() -> None:
     with pytest.raises(ValueError, match="unknown config"):
         run(periodic(5, 40, 5), Noise.exact(), config="cpu-3")
+
+
+def test_the_oracle_sizes_for_a_burst_that_follows_the_next_arrival_within_an_init() -> None:
+    """One request, then 13 a slot (2 s) later, every 5 minutes: the plan made at the single
+    request cannot pre-warm for the burst, so the oracle's forecast before the single one
+    already carries the burst's count; beyond the horizon it does not."""
+    from smiless.policy.costmodel import Forecast
+    from smiless.sim.forecasts import truth_timeline
+
+    c = np.zeros(40, dtype=np.int64)
+    c[4::5] = 1
+    c[5::5] = 13
+    wl = Workload(c, 10, 2.0)
+    plain = truth_timeline(wl)
+    ahead = truth_timeline(wl, horizon_s=3.0)  # two slots: the single request and the burst
+    assert plain[10].count == 1 and plain[10].it_s == pytest.approx(8.0)  # next: minute 14
+    assert ahead[10].count == 13 and ahead[10].it_s == pytest.approx(8.0)
+    assert ahead[14] == Forecast(2.0, 13, 0.0)  # the burst itself is next
+    assert ahead[15] == Forecast(8.0, 13, 0.0)  # after it: the next pair, minutes 19-20
+    short = truth_timeline(wl, horizon_s=1.0)  # within the next slot only
+    assert short[10].count == 1
