@@ -6,7 +6,8 @@ wake-up it asks for, `smiless.policy.controller.decide` on that plan. Both are i
 re-implemented. Variants: `smiless-homo` plans on the CPU configs only; `smiless-no-dag`
 pre-warms every stage as if it were the entry (its `prewarm_at_s` moved back by its ready
 offset: the reference's ablation, which ignores the cascade); `oracle` is smiless fed the true
-next IT and count (reads the future on purpose).
+next IT and the largest true count within an init after it (reads the future on purpose;
+`forecasts.truth_timeline` says why the horizon).
 
 The controller is told, per function, the invocations in flight (arrived, not yet served
 there: `SmilessPolicy.inflight`), as the optimizer service would count them from the
