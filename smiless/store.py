@@ -95,6 +95,51 @@ class InvocationRecord:
     request_id: str
 
 
+# The arrivals recorded after entry ARGV[1] ('' for all), at most ARGV[2] of them, for the
+# predictor's incremental history. One atomic read: line 1 is 1 when ARGV[1] is still in the
+# stream (0: the history was replaced or trimmed past it), line 2 that entry's time, line 3
+# the stream's first id (what retention left), then "id time" per entry (a flat string: ~10x
+# cheaper to parse than redis-py's XRANGE reply).
+_READ_ARRIVALS_AFTER = """
+local function t_of(f)
+  for j = 1, #f, 2 do
+    if f[j] == 't' then return f[j + 1] end
+  end
+  return ''
+end
+local after, known, check = ARGV[1], '1', ''
+if after ~= '' then
+  local r = redis.call('XRANGE', KEYS[1], after, after)
+  if #r == 0 then known = '0' else check = t_of(r[1][2]) end
+end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local out = {known, check, first[1] and first[1][1] or ''}
+if known == '1' then
+  local lo = after == '' and '-' or '(' .. after
+  for _, row in ipairs(redis.call('XRANGE', KEYS[1], lo, '+', 'COUNT', ARGV[2])) do
+    out[#out + 1] = row[1] .. ' ' .. t_of(row[2])
+  end
+end
+return table.concat(out, '\\n')
+"""
+
+
+@dataclass(frozen=True)
+class ArrivalEntries:
+    """Arrival entries read after a known one (`Store.arrivals_after`)."""
+
+    known: bool  # the entry read after is still in the stream (False: replaced or trimmed)
+    known_time: float | None  # that entry's time (a replaced history may reuse its id)
+    first_id: tuple[int, int] | None  # the stream's first entry (ms, seq): older ones are gone
+    ids: list[tuple[int, int]]  # (ms, seq) of each entry read, in stream order
+    times: list[float]
+
+
+def _entry_id(raw: str) -> tuple[int, int]:
+    ms, _, seq = raw.partition("-")
+    return int(ms), int(seq or 0)
+
+
 # One page of an invocations stream as compact JSON rows [id, latency_ms, sla_met, cold,
 # request_id], built inside Redis: redis-py's parsing of XRANGE replies (nested arrays, a dict
 # per entry) takes ~10x longer than json.loads of the same page (100k entries: ~8 s vs ~1 s).
@@ -139,6 +184,7 @@ class Store:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=5
         )
         self._read_invocations = self.redis.register_script(_READ_INVOCATIONS)
+        self._read_arrivals_after = self.redis.register_script(_READ_ARRIVALS_AFTER)
 
     async def ping(self) -> bool:
         try:
@@ -247,6 +293,24 @@ class Store:
         hi = str(int(end * 1000)) if end is not None else "+"
         rows = await self.redis.xrange(arrivals_key(app), lo, hi)
         return [float(fields[b"t"]) for _, fields in rows]
+
+    async def arrivals_after(self, app: str, after: tuple[int, int] | None, count: int) -> ArrivalEntries:
+        """Up to `count` arrivals recorded after entry `after` ((ms, seq); None: from the
+        first), with what a reader that mirrors the stream needs to stay exact: whether
+        `after` is still there (and its time) and which entry is now the first."""
+        raw = await self._read_arrivals_after(
+            keys=[arrivals_key(app)], args=["" if after is None else f"{after[0]}-{after[1]}", count]
+        )
+        known, check, first, *rows = (raw.decode() if isinstance(raw, bytes) else str(raw)).split("\n")
+        ids: list[tuple[int, int]] = []
+        times: list[float] = []
+        for row in rows:
+            entry, _, t = row.partition(" ")
+            ids.append(_entry_id(entry))
+            times.append(float(t))
+        return ArrivalEntries(
+            known == "1", float(check) if check else None, _entry_id(first) if first else None, ids, times
+        )
 
     # predictors ---------------------------------------------------------------------------
     async def put_predictor(self, app: str, model: bytes) -> None:

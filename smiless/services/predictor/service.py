@@ -23,6 +23,7 @@ from smiless.config import Settings
 from smiless.policy.predictors import Predictor, SlotSeries, load_predictor, make_predictor
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app, seconds
+from smiless.services.predictor.history import ArrivalHistory, FloatArray
 from smiless.store import Store
 from smiless.v1 import predictor_pb2, predictor_pb2_grpc
 
@@ -38,6 +39,7 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
         self.store = store
         self.models: dict[str, Predictor] = {}
         self.fitted_on: dict[str, int] = {}  # app -> arrivals in the history of its last fit
+        self.history = ArrivalHistory(store)
         self._trainer: asyncio.Task[None] | None = None
 
     def add_to_server(self, server: grpc.aio.Server) -> list[str]:
@@ -54,9 +56,11 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
                 await self._trainer
 
     # --- history and models --------------------------------------------------------------
-    async def _history(self, app: str, now: float) -> tuple[SlotSeries, list[float]]:
-        arrivals = await self.store.arrivals(app, start=now - self.settings.predictor_history_s, end=now)
-        if not arrivals:
+    async def _history(self, app: str, now: float) -> tuple[SlotSeries, FloatArray]:
+        """The app's series over the history window, and the arrivals it was built from (read
+        incrementally: see history.py)."""
+        arrivals = await self.history.window(app, now - self.settings.predictor_history_s, now)
+        if not arrivals.size:
             return SlotSeries.from_counts([]), arrivals
         series = SlotSeries.from_arrivals(arrivals, slot_s=self.settings.slot_s, end=now)
         return series, arrivals
@@ -102,7 +106,9 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
         while True:
             await asyncio.sleep(self.settings.predictor_train_interval_s)
             try:
-                for app in await self.store.list_apps():
+                apps = await self.store.list_apps()
+                self.history.keep_only({a.spec.name for a in apps})  # deleted apps' mirrors go
+                for app in apps:
                     await self.train(app.spec.name)
             except Exception:  # keep training later; Predict keeps answering meanwhile
                 log.exception("training round failed")
@@ -130,8 +136,8 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
         resp.keep_alive.FromNanoseconds(round(keep * slot * 1e9))
         resp.predicted_at.FromNanoseconds(round(now * 1e9))
         resp.slot.FromNanoseconds(round(slot * 1e9))
-        if arrivals:
-            resp.last_arrival.FromNanoseconds(round(arrivals[-1] * 1e9))
+        if arrivals.size:
+            resp.last_arrival.FromNanoseconds(round(float(arrivals[-1]) * 1e9))
         return resp
 
     @rpc
@@ -157,6 +163,8 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
                 )
             await self.store.record_arrivals(request.app, times, self.settings.arrival_retention_s)
         self.fitted_on.pop(request.app, None)  # new history: refit at the next round
+        if request.replace:
+            self.history.forget(request.app)
         logs.event(log, "history loaded", app=request.app, arrivals=len(times), replace=request.replace)
         return predictor_pb2.LoadHistoryResponse(loaded=len(times))
 
