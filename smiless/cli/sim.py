@@ -4,6 +4,7 @@ needs the services."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,6 +66,9 @@ def sim(
     history_minutes: Annotated[int, typer.Option(help="Leading minutes used as history only.")] = 720,
     noise_cv: Annotated[float, typer.Option(help="Inference-time coefficient of variation.")] = 0.05,
     exact: Annotated[bool, typer.Option(help="No noise at all (init = μ, inference = model).")] = False,
+    warmup: Annotated[
+        float, typer.Option(help="Seconds the policies start before the first slot, uncharged.")
+    ] = 15.0,
     seed: Annotated[int, typer.Option()] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -110,6 +114,8 @@ def sim(
         fail(f"--history-minutes: must be in [0, {tr.minutes})")
     if not seconds_per_minute > 0:
         fail("--seconds-per-minute: must be positive")
+    if not (math.isfinite(warmup) and warmup >= 0):
+        fail(f"--warmup: must be a number of seconds >= 0, got {warmup!r}")
     noise = Noise.exact() if exact else Noise(noise_cv)
     spread_t: Spread = "poisson" if spread == "poisson" else "together"
     catalogue = load_catalogue()
@@ -122,7 +128,7 @@ def sim(
             a = base if len(chosen) == 1 else base.renamed(f"{base.name}-{row.hash_function[:8]}")
             for p in names:
                 bar.update(task, description=f"{a.name} {p}")
-                r, _ = run_one(a, wl, p, catalogue, noise, seed=seed, shared=shared)
+                r, _ = run_one(a, wl, p, catalogue, noise, seed=seed, shared=shared, warmup_s=warmup)
                 d = {k: v for k, v in r.__dict__.items()}
                 out.append(d)
                 bar.advance(task)
@@ -156,6 +162,9 @@ def bench_policies(
     ] = "",
     scale_minutes: Annotated[int, typer.Option(help="Simulated trace minutes of the scale run.")] = 1440,
     scale_policy: Annotated[str, typer.Option(help="Policy of the scale run.")] = "smiless",
+    warmup: Annotated[
+        float, typer.Option(help="Seconds the policies start before the first slot, uncharged.")
+    ] = 15.0,
     seed: Annotated[int, typer.Option()] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -179,6 +188,8 @@ def bench_policies(
         raise
     if spread not in ("together", "poisson"):
         fail(f"--spread: must be together or poisson, got {spread!r}")
+    if not (math.isfinite(warmup) and warmup >= 0):
+        fail(f"--warmup: must be a number of seconds >= 0, got {warmup!r}")
     result: dict[str, Any] = {}
     if matrix:
         with _progress() as bar:
@@ -196,6 +207,7 @@ def bench_policies(
                     spread="poisson" if spread == "poisson" else "together",
                     seed=seed,
                     progress=step,
+                    warmup_s=warmup,
                 )
             except (TraceError, OSError) as exc:
                 fail(f"--trace: {exc}")

@@ -230,10 +230,18 @@ def simulate(
     *,
     noise: Noise | None = None,
     seed: int = 0,
+    warmup_s: float = 0.0,
 ) -> SimResult:
     """Run every (app, workload, policy) in one event loop until every request has finished
-    and the cost window has closed. Apps share nothing but the clock."""
-    return _Sim(entries, catalogue, noise or Noise(), seed).run()
+    and the cost window has closed. Apps share nothing but the clock.
+
+    `warmup_s`: the policies start that long before the first simulated slot (their first
+    decision is at -warmup_s), so what they want running at the start can be running, as
+    after the reference load generator's 15 s warm-up sleep. The cost window still starts
+    at 0: what runs before it is not charged."""
+    if not (math.isfinite(warmup_s) and warmup_s >= 0.0):
+        raise ValueError(f"warmup_s must be >= 0, got {warmup_s!r}")
+    return _Sim(entries, catalogue, noise or Noise(), seed, warmup_s).run()
 
 
 class _Sim:
@@ -243,7 +251,9 @@ class _Sim:
         catalogue: dict[str, HardwareConfig] | None,
         noise: Noise,
         seed: int,
+        warmup_s: float = 0.0,
     ) -> None:
+        self.warmup_s = warmup_s
         if catalogue is None:
             from smiless.catalogue import load_catalogue
 
@@ -271,7 +281,7 @@ class _Sim:
     def run(self) -> SimResult:
         t0 = time.perf_counter()
         for st in self.apps:
-            self.decide(st, 0.0)
+            self.decide(st, -self.warmup_s)
             if st.groups:
                 self.push(st.groups[0][0], _ARRIVAL, st)
         heap = self.heap

@@ -27,7 +27,10 @@ apart. Charge, at p per second, only moments when an allowed instance is certain
 (1) each service interval [τ_i, τ_i + s]; (2) in each gap between a service's end and the
 next service's start, the instance that serves next: it is alive from its start command,
 which is at least I before it serves, so it is alive in that gap for at least
-min(gap, I); (3) the first server's init, I, before τ_1. These charged intervals are disjoint
+min(gap, I); (3) the first server's init, I, before τ_1 (with a warm-up, when instances may start before
+the cost window opens at 0, only its part inside the window: the server is alive from its
+start command, at least I before τ_1 >= a_1 >= 0, so for at least min(I, a_1) of [0, τ_1]).
+These charged intervals are disjoint
 in time, so the cost is at least p x their total length, p · (I + s + Σ_i h(d_i)) with
 h(d) = min(d, s) + min(max(0, d - s), I) = min(d, K), K = s + I.
 
@@ -125,10 +128,14 @@ def lower_bound(
     arrivals: Iterable[float],
     catalogue: Mapping[str, HardwareConfig],
     noise: Noise,
+    *,
+    warmup_s: float = 0.0,
 ) -> float:
     """The cost no policy can go below while the requests arriving at `arrivals` meet the SLA
     (derivation in the module docstring): per function, the larger of the chain and the work
-    term."""
+    term. `warmup_s` > 0 (the policy could start instances before the cost window, see
+    `simulate`): the first server's init is charged only for the part that must fall inside
+    the window, min(I, first arrival); every other term is unchanged."""
     every = sorted(arrivals)
     if not every:
         return 0.0
@@ -140,8 +147,9 @@ def lower_bound(
             continue
         p, s, init, slack, m = bound
         cap = s + init
-        chain = p * (cap + best_chain(times, slack, cap))
-        work = p * init + max(n * m, p * s)
+        first = init if warmup_s <= 0.0 else min(init, max(0.0, every[0]))
+        chain = p * (s + first + best_chain(times, slack, cap))
+        work = p * first + max(n * m, p * s)
         total += max(chain, work)
     return total
 

@@ -54,3 +54,5 @@ def test_sim_names_the_bad_option(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "--policy" in bad.stderr
     missing = smiless("sim", "--trace", str(tmp_path / "none.csv"), "--rows", "fn1")
     assert missing.returncode == 1 and "--trace" in missing.stderr
+    warm = smiless("sim", "--trace", str(trace), "--rows", "fn1", "--history-minutes", "45", "--warmup", "-1")
+    assert warm.returncode == 1 and "--warmup" in warm.stderr

@@ -162,3 +162,30 @@ def test_the_oracle_sizes_for_a_burst_that_follows_the_next_arrival_within_an_in
     assert ahead[15] == Forecast(8.0, 13, 0.0)  # after it: the next pair, minutes 19-20
     short = truth_timeline(wl, horizon_s=1.0)  # within the next slot only
     assert short[10].count == 1
+
+
+def test_a_warmup_lets_the_first_arrival_meet_a_warm_instance_and_is_not_charged() -> None:
+    """The first simulated slot has an arrival at t = 0: started at 0, no policy can have an
+    instance ready for it; started a warm-up earlier, the oracle does, and the cost window
+    still opens at 0 (no lifetime is charged before it)."""
+    from smiless.accounting import cost
+
+    app = diamond(3.0)
+    wl = periodic(10, minutes=200, start=10)  # arrivals at minutes 0, 10, ...: t = 0 is one
+    noise = Noise.exact()
+
+    def run(warmup_s: float) -> tuple[int, float, list[float]]:
+        pol = make_policy("oracle", PolicyContext(app, wl, CATALOGUE, noise))
+        a = simulate([(app, wl, pol)], CATALOGUE, noise=noise, warmup_s=warmup_s).apps[0]
+        first = [lat for t, lat in zip(a.arrivals, a.latencies, strict=True) if t == 0.0]
+        before = sum(cost(x, -warmup_s, 0.0, a.end_s) for x in a.lifetimes)
+        assert a.cost == pytest.approx(total_cost(a.lifetimes, 0.0, a.end_s, a.end_s))
+        return a.cold_starts, before, first
+
+    cold, _, first = run(0.0)
+    assert cold > 0 and max(first) > 3.0
+    cold, before, first = run(60.0)
+    assert cold == 0 and max(first) <= 3.0
+    assert before > 0.0  # instances did run before the window: they are just not charged
+    with pytest.raises(ValueError, match="warmup_s"):
+        simulate([], CATALOGUE, warmup_s=-1.0)
