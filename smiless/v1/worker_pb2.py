@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from smiless.v1 import common_pb2 as smiless_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17smiless/v1/worker.proto\x12\nsmiless.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17smiless/v1/common.proto\"2\n\x0cInferRequest\x12\"\n\x06inputs\x18\x01 \x03(\x0b\x32\x12.smiless.v1.Tensor\"g\n\rInferResponse\x12#\n\x07outputs\x18\x01 \x03(\x0b\x32\x12.smiless.v1.Tensor\x12\x31\n\x0einference_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"w\n\x12InferStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12)\n\x07request\x18\x02 \x01(\x0b\x32\x18.smiless.v1.InferRequest\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"m\n\x13InferStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x08response\x18\x02 \x01(\x0b\x32\x19.smiless.v1.InferResponse\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x11\n\x0f\x44\x65scribeRequest\"\xac\x02\n\x10\x44\x65scribeResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12*\n\x0binit_phases\x18\x04 \x03(\x0b\x32\x15.smiless.v1.InitPhase\x12\x11\n\tmax_batch\x18\x05 \x01(\x05\x12)\n\x0binput_dtype\x18\x06 \x01(\x0e\x32\x14.smiless.v1.DataType\x12\x13\n\x0binput_shape\x18\x07 \x03(\x03\x12\x18\n\x10intra_op_threads\x18\x08 \x01(\x05\x12\x0e\n\x06served\x18\t \x01(\x03\x12\x11\n\tin_flight\x18\n \x01(\x05\x12.\n\nidle_since\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xe1\x01\n\x06Worker\x12<\n\x05Infer\x12\x18.smiless.v1.InferRequest\x1a\x19.smiless.v1.InferResponse\x12R\n\x0bInferStream\x12\x1e.smiless.v1.InferStreamRequest\x1a\x1f.smiless.v1.InferStreamResponse(\x01\x30\x01\x12\x45\n\x08\x44\x65scribe\x12\x1b.smiless.v1.DescribeRequest\x1a\x1c.smiless.v1.DescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17smiless/v1/worker.proto\x12\nsmiless.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17smiless/v1/common.proto\"2\n\x0cInferRequest\x12\"\n\x06inputs\x18\x01 \x03(\x0b\x32\x12.smiless.v1.Tensor\"g\n\rInferResponse\x12#\n\x07outputs\x18\x01 \x03(\x0b\x32\x12.smiless.v1.Tensor\x12\x31\n\x0einference_time\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xaa\x01\n\x12InferStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12)\n\x07request\x18\x02 \x01(\x0b\x32\x18.smiless.v1.InferRequest\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\tcoalesced\x18\x04 \x03(\x0b\x32\x1e.smiless.v1.InferStreamRequest\"\xa1\x01\n\x13InferStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12+\n\x08response\x18\x02 \x01(\x0b\x32\x19.smiless.v1.InferResponse\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x32\n\tcoalesced\x18\x05 \x03(\x0b\x32\x1f.smiless.v1.InferStreamResponse\"\x11\n\x0f\x44\x65scribeRequest\"\xac\x02\n\x10\x44\x65scribeResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12*\n\x0binit_phases\x18\x04 \x03(\x0b\x32\x15.smiless.v1.InitPhase\x12\x11\n\tmax_batch\x18\x05 \x01(\x05\x12)\n\x0binput_dtype\x18\x06 \x01(\x0e\x32\x14.smiless.v1.DataType\x12\x13\n\x0binput_shape\x18\x07 \x03(\x03\x12\x18\n\x10intra_op_threads\x18\x08 \x01(\x05\x12\x0e\n\x06served\x18\t \x01(\x03\x12\x11\n\tin_flight\x18\n \x01(\x05\x12.\n\nidle_since\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xe1\x01\n\x06Worker\x12<\n\x05Infer\x12\x18.smiless.v1.InferRequest\x1a\x19.smiless.v1.InferResponse\x12R\n\x0bInferStream\x12\x1e.smiless.v1.InferStreamRequest\x1a\x1f.smiless.v1.InferStreamResponse(\x01\x30\x01\x12\x45\n\x08\x44\x65scribe\x12\x1b.smiless.v1.DescribeRequest\x1a\x1c.smiless.v1.DescribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,14 +38,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFERREQUEST']._serialized_end=179
   _globals['_INFERRESPONSE']._serialized_start=181
   _globals['_INFERRESPONSE']._serialized_end=284
-  _globals['_INFERSTREAMREQUEST']._serialized_start=286
-  _globals['_INFERSTREAMREQUEST']._serialized_end=405
-  _globals['_INFERSTREAMRESPONSE']._serialized_start=407
-  _globals['_INFERSTREAMRESPONSE']._serialized_end=516
-  _globals['_DESCRIBEREQUEST']._serialized_start=518
-  _globals['_DESCRIBEREQUEST']._serialized_end=535
-  _globals['_DESCRIBERESPONSE']._serialized_start=538
-  _globals['_DESCRIBERESPONSE']._serialized_end=838
-  _globals['_WORKER']._serialized_start=841
-  _globals['_WORKER']._serialized_end=1066
+  _globals['_INFERSTREAMREQUEST']._serialized_start=287
+  _globals['_INFERSTREAMREQUEST']._serialized_end=457
+  _globals['_INFERSTREAMRESPONSE']._serialized_start=460
+  _globals['_INFERSTREAMRESPONSE']._serialized_end=621
+  _globals['_DESCRIBEREQUEST']._serialized_start=623
+  _globals['_DESCRIBEREQUEST']._serialized_end=640
+  _globals['_DESCRIBERESPONSE']._serialized_start=643
+  _globals['_DESCRIBERESPONSE']._serialized_end=943
+  _globals['_WORKER']._serialized_start=946
+  _globals['_WORKER']._serialized_end=1171
 # @@protoc_insertion_point(module_scope)

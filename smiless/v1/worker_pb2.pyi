@@ -78,6 +78,7 @@ class InferStreamRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     REQUEST_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    COALESCED_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     """Chosen by the caller, repeated in the answer."""
     @_builtins.property
@@ -89,16 +90,25 @@ class InferStreamRequest(_message.Message):
         Unset: no limit.
         """
 
+    @_builtins.property
+    def coalesced(self) -> _containers.RepeatedCompositeFieldContainer[Global___InferStreamRequest]:
+        """More requests the caller had queued when it wrote this one, sent in the same message
+        (fewer messages, less CPU at both ends). Each is its own request: answered under its
+        own id, its own forward pass, never a batch. Sent only to a worker that announced
+        `smiless-coalesce` in the stream's initial metadata.
+        """
+
     def __init__(
         self,
         *,
         id: _builtins.int = ...,
         request: Global___InferRequest | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        coalesced: _abc.Iterable[Global___InferStreamRequest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "request", b"request", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coalesced", b"coalesced", "id", b"id", "request", b"request", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -112,6 +122,7 @@ class InferStreamResponse(_message.Message):
     RESPONSE_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    COALESCED_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     code: _builtins.int
     """A grpc.StatusCode value; 0: OK."""
@@ -121,6 +132,12 @@ class InferStreamResponse(_message.Message):
     def response(self) -> Global___InferResponse:
         """Set when code is 0 (OK)."""
 
+    @_builtins.property
+    def coalesced(self) -> _containers.RepeatedCompositeFieldContainer[Global___InferStreamResponse]:
+        """Answers to further requests, ready at the same time as this one (only to a caller that
+        sent coalesced requests).
+        """
+
     def __init__(
         self,
         *,
@@ -128,10 +145,11 @@ class InferStreamResponse(_message.Message):
         response: Global___InferResponse | None = ...,
         code: _builtins.int = ...,
         message: _builtins.str = ...,
+        coalesced: _abc.Iterable[Global___InferStreamResponse] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "id", b"id", "message", b"message", "response", b"response"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coalesced", b"coalesced", "code", b"code", "id", b"id", "message", b"message", "response", b"response"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
@@ -22,6 +23,10 @@ from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 MAX_MESSAGE = 64 * 1024 * 1024
 # A forward pass expected to take less than this runs on the event loop, not in a thread.
 INLINE_S = 0.002
+# An InferStream answer waits at most this long for the answers of requests queued behind it
+# to go in the same message (only those whose forward pass is expected to fit).
+COALESCE_S = 0.0005
+COALESCE_KEY = "smiless-coalesce"  # the stream's initial metadata: coalesced requests welcome
 
 
 class Refused(Exception):
@@ -115,7 +120,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         Passes never overlap."""
         batch = self._batch(inputs)
         n = len(batch)
-        kind = (n, sum(a.nbytes for a in batch))
+        kind = self._kind(inputs)
         if not counted:  # a stream counts its requests from when it reads them
             self.in_flight += 1
         try:
@@ -135,6 +140,19 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         resp.inference_time.FromNanoseconds(round(seconds * 1e9))
         return resp
 
+    @staticmethod
+    def _kind(inputs: Sequence[common_pb2.Tensor]) -> tuple[int, int]:
+        """(batch size, input bytes): what the inline/thread choice goes by."""
+        return len(inputs), sum(len(t.data) for t in inputs)
+
+    def _expected_s(self, item: worker_pb2.InferStreamRequest) -> float | None:
+        """How long answering `item` is expected to take on the event loop; None when its
+        forward pass would go to a thread (or is not known yet)."""
+        if self.lock.locked():
+            return None
+        took = self.last.get(self._kind(item.request.inputs))
+        return took if took is not None and took < INLINE_S else None
+
     async def Infer(
         self, request: worker_pb2.InferRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.InferResponse:
@@ -151,46 +169,75 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
     ) -> AsyncIterator[worker_pb2.InferStreamResponse]:
         """Answer each request in order, with its id; a failed one carries its status and the
         stream goes on. Requests are read as they arrive (and timed from then), so one that
-        waited here longer than its caller waits is answered DEADLINE_EXCEEDED, not run."""
-        queued: asyncio.Queue[tuple[float, worker_pb2.InferStreamRequest] | None] = asyncio.Queue()
-        waiting = 0  # read and not yet answered: counted in in_flight, as queued Infer calls are
+        waited here longer than its caller waits is answered DEADLINE_EXCEEDED, not run.
+        Requests coalesced in one message are queued one by one; answers ready together (the
+        next pass expected to fit in COALESCE_S) go in one message to a caller that
+        coalesces."""
+        await context.send_initial_metadata(((COALESCE_KEY, "1"),))
+        queued: deque[tuple[float, worker_pb2.InferStreamRequest]] = deque()
+        arrived = asyncio.Event()
+        ended = False
+        coalescing = False  # the caller sends coalesced requests, so it reads coalesced answers
 
         async def read() -> None:
-            nonlocal waiting
+            nonlocal ended, coalescing
             try:
                 async for item in request_iterator:
-                    waiting += 1
-                    self.in_flight += 1
-                    queued.put_nowait((time.monotonic(), item))
+                    now = time.monotonic()
+                    queued.append((now, item))
+                    if item.coalesced:
+                        coalescing = True
+                        queued.extend((now, more) for more in item.coalesced)
+                    self.in_flight += 1 + len(item.coalesced)
+                    arrived.set()
             finally:
-                queued.put_nowait(None)
+                ended = True
+                arrived.set()
 
         reader = asyncio.create_task(read())
         try:
-            while (got := await queued.get()) is not None:
-                received, item = got
-                out = worker_pb2.InferStreamResponse(id=item.id)
-                try:
-                    if item.HasField("timeout"):
-                        waited = time.monotonic() - received
-                        if waited >= get_seconds(item.timeout):
-                            raise Refused(
-                                grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"timeout: queued {waited * 1000:.0f} ms in the worker, "
-                                f"past the caller's {get_seconds(item.timeout) * 1000:.0f} ms",
-                            )
-                    out.response.CopyFrom(await self._infer(item.request.inputs, counted=True))
-                except Refused as exc:
-                    out.code, out.message = exc.code.value[0], exc.message
-                finally:
-                    waiting -= 1
-                    self._done()
+            while True:
+                if not queued:
+                    if ended:
+                        break
+                    arrived.clear()
+                    await arrived.wait()
+                    continue
+                out = worker_pb2.InferStreamResponse()
+                await self._answer(*queued.popleft(), out)
+                if coalescing:
+                    first = time.perf_counter()
+                    while queued:
+                        expected = self._expected_s(queued[0][1])
+                        if expected is None or time.perf_counter() - first + expected > COALESCE_S:
+                            break
+                        await self._answer(*queued.popleft(), out.coalesced.add())
                 yield out
             await reader  # surfaces a broken request stream
         finally:
             reader.cancel()
-            if waiting:  # the caller went away with requests still queued
-                self._done(waiting)
+            if queued:  # the caller went away with requests still queued
+                self._done(len(queued))
+
+    async def _answer(
+        self, received: float, item: worker_pb2.InferStreamRequest, out: worker_pb2.InferStreamResponse
+    ) -> None:
+        """Run one stream request (counted in in_flight since it was read) into `out`."""
+        out.id = item.id
+        try:
+            if item.HasField("timeout"):
+                waited = time.monotonic() - received
+                if waited >= get_seconds(item.timeout):
+                    raise Refused(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"timeout: queued {waited * 1000:.0f} ms in the worker, "
+                        f"past the caller's {get_seconds(item.timeout) * 1000:.0f} ms",
+                    )
+            out.response.CopyFrom(await self._infer(item.request.inputs, counted=True))
+        except Refused as exc:
+            out.code, out.message = exc.code.value[0], exc.message
+        finally:
+            self._done()
 
     async def Describe(
         self, request: worker_pb2.DescribeRequest, context: grpc.aio.ServicerContext

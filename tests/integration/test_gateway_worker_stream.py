@@ -92,6 +92,13 @@ async def test_client_shares_one_stream_and_matches_concurrent_answers(mlp: Star
         w = WorkerStream(stub)
         got = await asyncio.gather(*(w.infer([x], 30) for x in xs))
         assert [r.outputs[0] for r in got] == expected, "each caller gets the answer to its own input"
+        # The stream is open and the worker has said it takes coalesced requests: calls made
+        # while a message waits to be written ride in it, each still answered on its own.
+        messages, requests = w.written
+        got = await asyncio.gather(*(w.infer([x], 30) for x in reversed(xs)))
+        assert [r.outputs[0] for r in got] == expected[::-1], "coalesced: each caller, its own answer"
+        assert w.written[1] - requests == len(xs)
+        assert w.written[0] - messages < len(xs), "some requests shared a message"
         with pytest.raises(WorkerCallError) as info:
             await w.infer([], 30)
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -175,6 +182,73 @@ async def test_worker_without_infer_stream_gets_unary_calls() -> None:
             assert list(first.outputs) == [x] and not w.streamed
             await w.infer([x], 10)
             assert calls == ["Infer", "Infer"]
+            await w.close()
+    finally:
+        await server.stop(None)
+
+
+async def test_worker_answers_coalesced_requests_each_under_its_own_id(mlp: StartedWorker) -> None:
+    xs = [mlp_input(i) for i in range(6)]
+    bad = tensors.to_proto(np.zeros(15, dtype=np.float32))
+    head = worker_pb2.InferStreamRequest(id=1, request=worker_pb2.InferRequest(inputs=[xs[0]]))
+    for i, x in enumerate([*xs[1:3], bad, *xs[3:]], start=2):
+        head.coalesced.add(id=i).request.inputs.append(x)
+    late = head.coalesced.add(id=99)
+    late.request.inputs.append(xs[0])
+    set_seconds(late.timeout, 1e-9)
+    async with grpc.aio.insecure_channel(mlp.address) as ch:
+        stub = worker_pb2_grpc.WorkerStub(ch)
+        expected = [(await stub.Infer(worker_pb2.InferRequest(inputs=[x]))).outputs[0] for x in xs]
+        call = stub.InferStream(iter([head]))
+        assert "smiless-coalesce" in (await call.initial_metadata())
+        answers = [a for m in [m async for m in call] for a in (m, *m.coalesced)]
+        assert [a.id for a in answers] == [1, 2, 3, 4, 5, 6, 7, 99], "each request answered once, in order"
+        ok = [a.response.outputs[0] for a in answers if a.code == 0]
+        assert ok == expected, "each coalesced request is its own forward pass on its own input"
+        assert answers[3].code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert answers[3].message.startswith("inputs[0]: ")
+        assert answers[-1].code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+        info = await stub.Describe(worker_pb2.DescribeRequest())
+        assert info.in_flight == 0, "every coalesced request is counted out again"
+
+
+async def test_worker_without_coalescing_gets_one_request_per_message() -> None:
+    """A stand-in for an older worker image that has InferStream but does not announce
+    coalescing (a fake: a server whose InferStream echoes the inputs)."""
+    seen: list[int] = []
+
+    async def infer_stream(
+        requests: AsyncIterator[worker_pb2.InferStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[worker_pb2.InferStreamResponse]:
+        async for item in requests:
+            seen.append(len(item.coalesced))
+            await asyncio.sleep(0.001)  # answers come slower than calls: calls queue up
+            out = worker_pb2.InferStreamResponse(id=item.id)
+            out.response.outputs.extend(item.request.inputs)
+            yield out
+
+    handler = grpc.method_handlers_generic_handler(
+        "smiless.v1.Worker",
+        {
+            "InferStream": grpc.stream_stream_rpc_method_handler(
+                infer_stream,
+                request_deserializer=worker_pb2.InferStreamRequest.FromString,
+                response_serializer=worker_pb2.InferStreamResponse.SerializeToString,
+            )
+        },
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            w = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
+            xs = [mlp_input(i) for i in range(20)]
+            for _ in range(2):
+                got = await asyncio.gather(*(w.infer([x], 10) for x in xs))
+                assert [r.outputs[0] for r in got] == xs
+            assert seen == [0] * 40 and w.written == [40, 40], "never coalesced to this worker"
             await w.close()
     finally:
         await server.stop(None)

@@ -13,6 +13,13 @@ died, it was stopped), every call waiting on it fails with the stream's status
 (UNAVAILABLE, CANCELLED, ...), which the data path retries on another instance, and the
 next call opens a new stream. A worker that does not know InferStream (UNIMPLEMENTED: an
 older image) is called with unary `Infer` from then on.
+
+Coalescing: calls made while the stream's previous message is still waiting to be written
+ride in that message (`coalesced`), and the worker answers the requests that are ready at
+the same moment in one message. Each request stays its own forward pass under its own id
+(this is not batching: nothing waits for anything to fill); under load a message carries
+several requests, so both ends pay for fewer messages. Only a worker that announces
+`smiless-coalesce` in the stream's initial metadata gets coalesced requests.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ import grpc
 
 from smiless.protoutil import set_seconds, status_code
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+
+COALESCE_KEY = "smiless-coalesce"
+"""Initial metadata key by which a worker says it takes coalesced requests."""
 
 
 class WorkerCallError(Exception):
@@ -43,17 +53,36 @@ Answer = asyncio.Future[worker_pb2.InferStreamResponse]
 class _Open:
     """One open InferStream call: its request queue, its waiting calls and its reader."""
 
-    __slots__ = ("broken", "call", "queue", "reader", "waiting")
+    __slots__ = ("broken", "call", "coalesce", "head", "queue", "reader", "waiting", "written")
 
-    def __init__(self) -> None:
+    def __init__(self, written: list[int]) -> None:
+        self.written = written  # [messages, requests] written, the owner's running totals
         self.queue: asyncio.Queue[worker_pb2.InferStreamRequest | None] = asyncio.Queue()
         self.waiting: dict[int, Answer] = {}
         self.broken = False
+        self.coalesce = False  # the worker takes coalesced requests (its initial metadata)
+        self.head: worker_pb2.InferStreamRequest | None = None  # queued, not yet taken to write
         self.call: Any = None
         self.reader: asyncio.Task[None] | None = None
 
+    def request(self, i: int) -> worker_pb2.InferStreamRequest:
+        """A new request message: in the message still waiting to be written when the
+        worker takes coalesced requests, else a message of its own, queued."""
+        if self.head is not None:
+            return self.head.coalesced.add(id=i)
+        item = worker_pb2.InferStreamRequest(id=i)
+        self.queue.put_nowait(item)
+        if self.coalesce:
+            self.head = item
+        return item
+
     async def requests(self) -> AsyncIterator[worker_pb2.InferStreamRequest]:
+        written = self.written
         while (item := await self.queue.get()) is not None:
+            if item is self.head:
+                self.head = None  # being written: later calls start a new message
+            written[0] += 1
+            written[1] += 1 + len(item.coalesced)
             yield item
 
     def fail(self, code: grpc.StatusCode, details: str) -> None:
@@ -78,6 +107,8 @@ class WorkerStream:
         self.streamed = streamed  # False: unary Infer (configured, or the worker lacks InferStream)
         self._ids = itertools.count(1)
         self._open: _Open | None = None
+        self.written = [0, 0]
+        """Stream messages and the requests in them written so far (coalescing shows here)."""
 
     async def infer(self, inputs: Sequence[common_pb2.Tensor], timeout: float) -> worker_pb2.InferResponse:
         """The worker's answer to one batch; WorkerCallError when the call fails."""
@@ -103,12 +134,11 @@ class WorkerStream:
             s = self._start()
         loop = asyncio.get_running_loop()
         i = next(self._ids)
-        item = worker_pb2.InferStreamRequest(id=i)
+        item = s.request(i)
         item.request.inputs.extend(inputs)
         set_seconds(item.timeout, timeout)
         fut: Answer = loop.create_future()
         s.waiting[i] = fut
-        s.queue.put_nowait(item)
         timer = loop.call_later(timeout, _expire, fut)
         try:
             got = await fut
@@ -120,7 +150,7 @@ class WorkerStream:
         return got.response
 
     def _start(self) -> _Open:
-        s = _Open()
+        s = _Open(self.written)
         s.call = self.stub.InferStream(s.requests())
         s.reader = asyncio.get_running_loop().create_task(self._read(s))
         self._open = s
@@ -129,13 +159,17 @@ class WorkerStream:
     async def _read(self, s: _Open) -> None:
         code, details = grpc.StatusCode.UNAVAILABLE, "the worker ended the stream"
         try:
+            metadata = await s.call.initial_metadata()
+            s.coalesce = metadata is not None and COALESCE_KEY in metadata
+            waiting = s.waiting
             while True:
                 got = await s.call.read()
                 if got is grpc.aio.EOF:
                     break
-                fut = s.waiting.pop(got.id, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(got)
+                for answer in (got, *got.coalesced) if got.coalesced else (got,):
+                    fut = waiting.pop(answer.id, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(answer)
         except grpc.aio.AioRpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if code == grpc.StatusCode.UNIMPLEMENTED:
