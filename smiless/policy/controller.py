@@ -225,6 +225,10 @@ def _kept(
     return keep
 
 
+def _idle_since(inst: InstanceView) -> float:
+    return inst.idle_since or 0.0
+
+
 def decide(
     plan: Plan,
     now: float,
@@ -238,75 +242,101 @@ def decide(
     `now`, and when to look again. `active`: the app has arrival history, so the plan's
     forecast is worth acting on before any request comes. `inflight`: per function, the
     invocations that have arrived and that it has not served yet (None: unknown, as 0)."""
+    # Runs at every simulator event: written for speed (no per-function closures or
+    # dataclasses; `x if x > 1 else 1` for max(1, x)), the rules as the module docstring says.
     starts: list[StartInstance] = []
     stops: list[StopInstance] = []
     wake = math.inf
     by_function: dict[str, list[InstanceView]] = {}
     for inst in instances:
-        by_function.setdefault(inst.function, []).append(inst)
+        group = by_function.get(inst.function)
+        if group is None:
+            by_function[inst.function] = [inst]
+        else:
+            group.append(inst)
     # stage latencies with the other-config instances kept so far: the SLA check of the next
     kept_latency = {f: fp.latency_s for f, fp in plan.functions.items()}
+    it = plan.forecast.it_s
+    windows = active and math.isfinite(it)
     for f, fp in plan.functions.items():
-        mine = by_function.pop(f, [])
-        win = warm_window(plan, fp, active=active, miss_grace_s=miss_grace_s)
+        mine = by_function.pop(f, None) or []
         pending = inflight.get(f, 0) if inflight is not None else 0
+        if not mine and pending <= 0 and not windows:
+            continue  # nothing there, nothing wanted
+        # the warm window (`warm_window`, inlined)
+        after = fp.stop_after_serving
+        if windows:
+            served_by = plan.now + it + fp.ready_offset_s + fp.latency_s
+            if after:
+                w_start = fp.prewarm_at_s if fp.prewarm_at_s is not None else served_by - fp.exec_s
+                w_end = served_by + (miss_grace_s if miss_grace_s > fp.init_s else fp.init_s)
+            else:
+                w_start = -math.inf
+                w_end = served_by + fp.keep_alive_s
+            w_count = fp.instances
+        else:
+            w_start, w_end, w_count = math.inf, -math.inf, 0
         # the window of the requests in flight: open while any is left
         in_current = False
         if pending > 0:
             cur_start = plan.now + fp.ready_offset_s - fp.init_s
             in_current = cur_start <= now
-            if not in_current:
-                wake = min(wake, cur_start)
-        in_window = win.start <= now <= win.end
-        if now < win.start:
-            wake = min(wake, win.start)
-        elif now <= win.end:
-            wake = min(wake, win.end)
-        batch = max(1, fp.batch)
+            if not in_current and cur_start < wake:
+                wake = cur_start
+        in_window = w_start <= now <= w_end
+        if now < w_start:
+            if w_start < wake:
+                wake = w_start
+        elif now <= w_end and w_end < wake:
+            wake = w_end
+        batch = fp.batch if fp.batch > 1 else 1
         planned_cfg = fp.instance_config
         planned = [i for i in mine if i.config == planned_cfg]
-        others = [i for i in mine if i.config != planned_cfg]
+        others = [i for i in mine if i.config != planned_cfg] if len(planned) < len(mine) else []
         if others:  # hysteresis: what of the others may stay (module docstring)
             keep = _kept(plan, fp, others, kept_latency)
-            planned += keep
-            others = [i for i in others if i not in keep]
+            if keep:
+                planned += keep
+                kept_ids = {i.id for i in keep}
+                others = [i for i in others if i.id not in kept_ids]
         stopped: set[str] = set()
-
-        def stop(inst: InstanceView, reason: str, _f: str = f, _stopped: set[str] = stopped) -> None:
-            stops.append(StopInstance(inst.id, _f, reason))
-            _stopped.add(inst.id)
-
         for inst in mine:
             if inst.idle_since is None or not inst.ready:
                 continue  # serving or starting: never interrupted
             if pending > 0:
                 continue  # wanted by the requests in flight, even before their window opens
-            if fp.stop_after_serving and inst.served > 0:
-                stop(inst, "served")
+            if after and inst.served > 0:
+                stops.append(StopInstance(inst.id, f, "served"))
+                stopped.add(inst.id)
             elif not in_window:
-                expires = inst.idle_since + (0.0 if fp.stop_after_serving else fp.keep_alive_s)
+                expires = inst.idle_since + (0.0 if after else fp.keep_alive_s)
                 if now >= expires:
-                    stop(inst, "no arrival" if fp.stop_after_serving else "keep-alive expired")
-                else:
-                    wake = min(wake, expires)
+                    stops.append(StopInstance(inst.id, f, "no arrival" if after else "keep-alive expired"))
+                    stopped.add(inst.id)
+                elif expires < wake:
+                    wake = expires
         # An instance that served inside the window has met the arrival it was warmed for:
         # the next window comes with the plan made after that arrival.
-        consumed = fp.stop_after_serving and any(
-            i.served > 0 and i.idle_since is not None and i.idle_since >= win.start for i in mine
+        consumed = after and any(
+            i.served > 0 and i.idle_since is not None and i.idle_since >= w_start for i in mine
         )
-        planned_need = win.count * batch if in_window and not consumed else 0
-        live = [i for i in planned if i.id not in stopped]
-
-        def slots(i: InstanceView, _cfg: str = planned_cfg, _batch: int = batch) -> int:
-            return max(1, i.batch) if i.batch is not None else (_batch if i.config == _cfg else 1)
-
-        have = sum(slots(i) for i in live)
+        planned_need = w_count * batch if in_window and not consumed else 0
+        live = [i for i in planned if i.id not in stopped] if stopped else planned
+        # capacity in batch slots: an unknown batch is the plan's on its config, 1 on another
+        have = 0
+        ready_slots = 0
+        for i in live:
+            b = i.batch
+            n = (b if b > 1 else 1) if b is not None else (batch if i.config == planned_cfg else 1)
+            have += n
+            if i.ready:
+                ready_slots += n
         # the others serve until ready planned ones can take what is wanted of the function
-        ready_slots = sum(slots(i) for i in live if i.ready)
-        if ready_slots > 0 and ready_slots >= max(planned_need, pending):
+        if others and ready_slots > 0 and ready_slots >= planned_need and ready_slots >= pending:
             for inst in others:
                 if inst.id not in stopped and inst.ready and inst.idle_since is not None:
-                    stop(inst, "config changed")
+                    stops.append(StopInstance(inst.id, f, "config changed"))
+                    stopped.add(inst.id)
         inflight_need = 0
         if in_current:
             # scale out for them only where a start is ready before they get here, or when
@@ -314,34 +344,37 @@ def decide(
             timely = now + fp.init_s <= plan.now + fp.ready_offset_s + 1e-9
             if timely or have == 0:
                 inflight_need = pending
-        need = max(planned_need, inflight_need)
+        need = planned_need if planned_need > inflight_need else inflight_need
         if need <= 0:
             continue
         if have < need:
-            reason = "pre-warm" if fp.stop_after_serving else "keep warm"
+            reason = "pre-warm" if after else "keep warm"
             if need > planned_need:
                 reason = "in flight"
             for _ in range(-(-(need - have) // batch)):
                 starts.append(StartInstance(f, planned_cfg, reason))
             continue
-        idle = sorted(
-            (i for i in live if i.ready and i.idle_since is not None),
-            key=lambda i: i.idle_since or 0.0,
-        )
+        idle = [i for i in live if i.ready and i.idle_since is not None]
+        if not idle:
+            continue
+        idle.sort(key=_idle_since)
         # a kept-alive surplus is held for a re-init's worth of idling (the instance's own
         # init, on its config); instances stopped after serving are not held
-        init_of = _config_table(plan, f).init if idle else {}
+        init_of = _config_table(plan, f).init
         for inst in idle:
-            if have - slots(inst) < need:
+            b = inst.batch
+            n = (b if b > 1 else 1) if b is not None else (batch if inst.config == planned_cfg else 1)
+            if have - n < need:
                 continue
             assert inst.idle_since is not None
-            hold = 0.0 if fp.stop_after_serving else max(fp.keep_alive_s, init_of.get(inst.config, fp.init_s))
+            hold = 0.0 if after else max(fp.keep_alive_s, init_of.get(inst.config, fp.init_s))
             expires = inst.idle_since + hold
             if now >= expires:
-                stop(inst, "scale down")
-                have -= slots(inst)
-            else:
-                wake = min(wake, expires)
+                stops.append(StopInstance(inst.id, f, "scale down"))
+                stopped.add(inst.id)
+                have -= n
+            elif expires < wake:
+                wake = expires
     for f, rest in by_function.items():  # functions the plan no longer has
         for inst in rest:
             if inst.ready and inst.idle_since is not None:
