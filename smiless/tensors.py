@@ -6,6 +6,8 @@ little-endian, no padding, so len(data) == prod(shape) * itemsize.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from smiless.v1 import common_pb2
@@ -19,6 +21,14 @@ _TO_NUMPY: dict[common_pb2.DataType.ValueType, np.dtype[np.generic]] = {
     common_pb2.DATA_TYPE_BOOL: np.dtype("?"),
 }
 _FROM_NUMPY: dict[str, common_pb2.DataType.ValueType] = {dt.name: code for code, dt in _TO_NUMPY.items()}
+# The per-call fast paths (a tensor is encoded and decoded at every stage): the code by dtype
+# object, and each wire dtype in native byte order.
+_CODE_OF: dict[np.dtype[np.generic], common_pb2.DataType.ValueType] = {
+    dt: code for code, dt in _TO_NUMPY.items()
+}
+_NATIVE: dict[common_pb2.DataType.ValueType, np.dtype[np.generic]] = {
+    code: dt.newbyteorder("=") for code, dt in _TO_NUMPY.items()
+}
 
 
 class TensorError(ValueError):
@@ -33,7 +43,9 @@ def dtype_code(name: str) -> common_pb2.DataType.ValueType:
 
 
 def to_proto(array: np.ndarray) -> common_pb2.Tensor:
-    code = dtype_code(array.dtype.name)
+    code = _CODE_OF.get(array.dtype)
+    if code is None:
+        code = dtype_code(array.dtype.name)
     data = np.ascontiguousarray(array, dtype=_TO_NUMPY[code]).tobytes()
     return common_pb2.Tensor(dtype=code, shape=list(array.shape), data=data)
 
@@ -43,11 +55,11 @@ def from_proto(tensor: common_pb2.Tensor) -> np.ndarray:
     dt = _TO_NUMPY.get(tensor.dtype)
     if dt is None:
         raise TensorError(f"dtype {tensor.dtype} is unspecified or unknown")
-    shape = tuple(int(d) for d in tensor.shape)
+    shape = tuple(tensor.shape)
     if any(d < 0 for d in shape):
         raise TensorError(f"shape {list(shape)} has a negative dimension")
-    expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    expected = math.prod(shape) * dt.itemsize
     if len(tensor.data) != expected:
         raise TensorError(f"data has {len(tensor.data)} bytes, shape {list(shape)} needs {expected}")
     array = np.frombuffer(tensor.data, dtype=dt).reshape(shape)
-    return array.astype(dt.newbyteorder("="), copy=False)
+    return array.astype(_NATIVE[tensor.dtype], copy=False)

@@ -109,7 +109,10 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
             self.idle_since = time.time()
 
     async def _infer(
-        self, inputs: Sequence[common_pb2.Tensor], counted: bool = False
+        self,
+        inputs: Sequence[common_pb2.Tensor],
+        counted: bool = False,
+        into: worker_pb2.InferResponse | None = None,
     ) -> worker_pb2.InferResponse:
         """One forward pass over a request's batch. A pass expected to be short (the last one
         over a batch of this size and this many input bytes took under INLINE_S; a first one
@@ -117,7 +120,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         costs more than the model. Others run in a thread, so the server keeps answering
         (health, Describe) meanwhile. A pass that turns out long (a model whose time depends
         on the values, not the sizes) sends the next one of its kind to the thread again.
-        Passes never overlap."""
+        Passes never overlap. The answer is written into `into` when given (a stream's
+        message: no copy)."""
         batch = self._batch(inputs)
         n = len(batch)
         kind = self._kind(inputs)
@@ -136,7 +140,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 self._done()
         self.last[kind] = seconds
         self.served += n
-        resp = worker_pb2.InferResponse(outputs=[tensors.to_proto(o) for o in outputs])
+        resp = worker_pb2.InferResponse() if into is None else into
+        resp.outputs.extend([tensors.to_proto(o) for o in outputs])
         resp.inference_time.FromNanoseconds(round(seconds * 1e9))
         return resp
 
@@ -233,8 +238,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                         f"timeout: queued {waited * 1000:.0f} ms in the worker, "
                         f"past the caller's {get_seconds(item.timeout) * 1000:.0f} ms",
                     )
-            out.response.CopyFrom(await self._infer(item.request.inputs, counted=True))
+            await self._infer(item.request.inputs, counted=True, into=out.response)
         except Refused as exc:
+            out.ClearField("response")
             out.code, out.message = exc.code.value[0], exc.message
         finally:
             self._done()
