@@ -202,8 +202,10 @@ def _kept(
     f = fp.function
     expected = max(1, plan.forecast.count)
     for inst in others:
-        # what it serves at once under the plan's forecast: its capacity, or the predicted count
-        load = min(max(1, inst.batch or 1), expected)
+        # what it serves at once under the plan's forecast: its capacity (unknown: the plan's
+        # batch, which the gateway's per-function batching sends it), at most the count
+        cap = inst.batch if inst.batch is not None else fp.batch
+        load = min(max(1, cap), expected)
         lat = table.latency_of(inst.config, load)
         price = inst.price_per_s if inst.price_per_s is not None else table.price.get(inst.config)
         if lat is None or price is None:

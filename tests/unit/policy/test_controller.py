@@ -240,7 +240,8 @@ def test_an_instance_on_another_config_is_judged_at_the_batch_it_serves() -> Non
     """voice-assistant at a 2 s SLA, 7 requests together: `ner` is planned off cpu-1 because a
     batch of 7 takes ~0.77 s there. A cheaper cpu-1 instance that serves 7 at once must not
     count as the planned one (one request alone is fast there, 7 together are not): a
-    planned instance is started for it. One that serves a request at a time is kept."""
+    planned instance is started for it. One that serves a request at a time is kept. An
+    instance whose batch the caller does not know gets the plan's (the gateway batches by it)."""
     from smiless.policy.search import DEFAULT_HEADROOM
     from smiless.sim import load_app
 
@@ -264,11 +265,17 @@ def test_an_instance_on_another_config_is_judged_at_the_batch_it_serves() -> Non
         view(f"p{f}", f, plan.functions[f].instance_config, batch=7) for f in plan.functions if f != "ner"
     ]
 
-    def ner_starts(batch: int) -> int:
+    def ner_starts(batch: int | None) -> int:
         inst = InstanceView("old", "ner", "cpu-1", True, 0.0, plan.now, 3, batch, cpu1)
         return sum(1 for s in decide(plan, t, [*kept, inst]).starts if s.function == "ner")
 
     assert ner_starts(7) == 1
+    # batch unknown (the service's view): the plan's batch of 7 is what reaches it, so with a
+    # planned instance ready it is replaced, not held as a surplus
+    unknown = InstanceView("old", "ner", "cpu-1", True, 0.0, plan.now, 3, None, cpu1)
+    ready = view("new", "ner", fp.instance_config, idle_since=plan.now, batch=7)
+    d = decide(plan, t, [*kept, unknown, ready])
+    assert [(s.instance_id, s.reason) for s in d.stops if s.function == "ner"] == [("old", "config changed")]
     one = [InstanceView(f"old{k}", "ner", "cpu-1", True, 0.0, plan.now, 3, 1, cpu1) for k in range(7)]
     assert not [s for s in decide(plan, t, [*kept, *one]).starts if s.function == "ner"]
 
