@@ -1,8 +1,9 @@
 """Predictor service: per-app arrival history in, next IT / count / keep-alive out.
 
-`Predict` is cheap: it builds the app's per-slot series from Redis and asks the app's
-current model. Training never blocks it: a background task refits one app at a time, in a
-worker thread on one torch thread (the CPU budget: at most one core, one fit at a time;
+`Predict` is cheap: it builds the app's per-slot series from its arrival history (mirrored
+in memory, only new entries read from Redis: history.py) and asks the app's current
+model. Training never blocks it: a background task refits one app at a time, in a worker
+thread on one torch thread (the CPU budget: at most one core, one fit at a time;
 each fit is bounded by the predictor's TrainingBudget), when an app has gained
 `predictor_retrain_arrivals` arrivals since its last fit; the fresh model is swapped in and
 persisted to Redis, so it survives a restart. Until an app has enough history the
