@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from smiless import tensors, zoo
 from smiless.protoutil import get_seconds
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from smiless.worker import COALESCE_KEY, COALESCE_MAX_BYTES
 
 MAX_MESSAGE = 64 * 1024 * 1024
 # A forward pass expected to take less than this runs on the event loop, not in a thread.
@@ -26,7 +27,6 @@ INLINE_S = 0.002
 # An InferStream answer waits at most this long for the answers of requests queued behind it
 # to go in the same message (only those whose forward pass is expected to fit).
 COALESCE_S = 0.0005
-COALESCE_KEY = "smiless-coalesce"  # the stream's initial metadata: coalesced requests welcome
 
 
 class Refused(Exception):
@@ -212,11 +212,14 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 await self._answer(*queued.popleft(), out)
                 if coalescing:
                     first = time.perf_counter()
-                    while queued:
+                    size = _output_bytes(out)
+                    while queued and size < COALESCE_MAX_BYTES:
                         expected = self._expected_s(queued[0][1])
                         if expected is None or time.perf_counter() - first + expected > COALESCE_S:
                             break
-                        await self._answer(*queued.popleft(), out.coalesced.add())
+                        more = out.coalesced.add()
+                        await self._answer(*queued.popleft(), more)
+                        size += _output_bytes(more)
                 yield out
             await reader  # surfaces a broken request stream
         finally:
@@ -263,6 +266,10 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         if self.in_flight == 0:
             resp.idle_since.FromNanoseconds(round(self.idle_since * 1e9))
         return resp
+
+
+def _output_bytes(answer: worker_pb2.InferStreamResponse) -> int:
+    return sum(len(t.data) for t in answer.response.outputs)
 
 
 async def run(

@@ -9,12 +9,14 @@ import asyncio
 import os
 import signal
 import time
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+import torch
 
 from smiless import tensors, zoo
 from smiless.backends.base import StartedWorker
@@ -23,7 +25,8 @@ from smiless.catalogue import load_catalogue
 from smiless.protoutil import set_seconds
 from smiless.services.gateway.streams import WorkerCallError, WorkerStream
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
-from tests.torchscript_models import Busy, save
+from smiless.worker import models
+from tests.torchscript_models import Affine, Busy, save
 
 
 @pytest.fixture
@@ -252,3 +255,25 @@ async def test_worker_without_coalescing_gets_one_request_per_message() -> None:
             await w.close()
     finally:
         await server.stop(None)
+
+
+async def test_large_requests_share_a_message_only_up_to_the_byte_bound(
+    backend: ProcessBackend, tmp_path: Path
+) -> None:
+    big = zoo.TensorSpec("float32", (100_000,))  # 400 kB per request
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(Affine())
+    name = models.save_torchscript(scripted, tmp_path / "affine.pt", big, big, max_batch=4)
+    w = await backend.start("test-stream-big", name, load_catalogue()["cpu-1"])
+    xs = [tensors.to_proto(np.full(100_000, float(i), dtype=np.float32)) for i in range(12)]
+    async with grpc.aio.insecure_channel(w.address) as ch:
+        stream = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
+        await stream.infer([xs[0]], 30)  # opens the stream; the worker announces coalescing
+        messages = stream.written[0]
+        got = await asyncio.gather(*(stream.infer([x], 30) for x in xs))
+        for i, r in enumerate(got):
+            assert np.array_equal(tensors.from_proto(r.outputs[0]), np.full(100_000, 2.0 * i + 1))
+        sent = stream.written[0] - messages
+        assert len(xs) // 2 <= sent < len(xs), f"two 400 kB requests per 1 MiB message, not more ({sent})"
+        await stream.close()

@@ -33,9 +33,7 @@ import grpc
 
 from smiless.protoutil import set_seconds, status_code
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
-
-COALESCE_KEY = "smiless-coalesce"
-"""Initial metadata key by which a worker says it takes coalesced requests."""
+from smiless.worker import COALESCE_KEY, COALESCE_MAX_BYTES
 
 
 class WorkerCallError(Exception):
@@ -53,7 +51,7 @@ Answer = asyncio.Future[worker_pb2.InferStreamResponse]
 class _Open:
     """One open InferStream call: its request queue, its waiting calls and its reader."""
 
-    __slots__ = ("broken", "call", "coalesce", "head", "queue", "reader", "waiting", "written")
+    __slots__ = ("broken", "call", "coalesce", "head", "head_bytes", "queue", "reader", "waiting", "written")
 
     def __init__(self, written: list[int]) -> None:
         self.written = written  # [messages, requests] written, the owner's running totals
@@ -62,18 +60,21 @@ class _Open:
         self.broken = False
         self.coalesce = False  # the worker takes coalesced requests (its initial metadata)
         self.head: worker_pb2.InferStreamRequest | None = None  # queued, not yet taken to write
+        self.head_bytes = 0  # tensor bytes in the head message
         self.call: Any = None
         self.reader: asyncio.Task[None] | None = None
 
-    def request(self, i: int) -> worker_pb2.InferStreamRequest:
-        """A new request message: in the message still waiting to be written when the
-        worker takes coalesced requests, else a message of its own, queued."""
-        if self.head is not None:
+    def request(self, i: int, nbytes: int) -> worker_pb2.InferStreamRequest:
+        """A new request message (of `nbytes` tensor bytes): in the message still waiting to
+        be written when the worker takes coalesced requests and it has room, else a message
+        of its own, queued."""
+        if self.head is not None and self.head_bytes + nbytes <= COALESCE_MAX_BYTES:
+            self.head_bytes += nbytes
             return self.head.coalesced.add(id=i)
         item = worker_pb2.InferStreamRequest(id=i)
         self.queue.put_nowait(item)
         if self.coalesce:
-            self.head = item
+            self.head, self.head_bytes = item, nbytes
         return item
 
     async def requests(self) -> AsyncIterator[worker_pb2.InferStreamRequest]:
@@ -134,7 +135,7 @@ class WorkerStream:
             s = self._start()
         loop = asyncio.get_running_loop()
         i = next(self._ids)
-        item = s.request(i)
+        item = s.request(i, sum(len(t.data) for t in inputs))
         item.request.inputs.extend(inputs)
         set_seconds(item.timeout, timeout)
         fut: Answer = loop.create_future()
