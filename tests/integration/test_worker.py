@@ -209,3 +209,48 @@ async def test_gpu_config_refused_on_a_machine_without_gpu(backend: ProcessBacke
     with pytest.raises(BackendError, match="gpu-10 needs a GPU, but this machine has none"):
         await backend.start("test-gpu", "tiny-mlp", load_catalogue()["gpu-10"])
     assert backend.procs == {}
+
+
+STARTER = """
+import asyncio, sys, time
+from smiless.backends.process import ProcessBackend
+from smiless.catalogue import load_catalogue
+
+async def main():
+    b = ProcessBackend(start_timeout_s=120)
+    await b.start("orphan", "tiny-mlp", load_catalogue()["cpu-1"])
+    print(b.procs["orphan"].pid, flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by init) counts as gone
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_a_worker_does_not_outlive_the_process_that_started_it() -> None:
+    """The optimizer killed outright (SIGKILL, as after a stop that took too long) must not
+    leave its workers running: they cannot be adopted again."""
+    starter = subprocess.Popen([sys.executable, "-c", STARTER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert starter.stdout is not None
+        pid = int(starter.stdout.readline())
+        assert _alive(pid)
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(10)
+        deadline = time.monotonic() + 15
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid), "the worker outlived its starter"
+    finally:
+        starter.kill()
+        starter.wait()
