@@ -6,6 +6,7 @@ InferStream."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -153,6 +154,22 @@ async def test_dead_or_stalled_worker_fails_waiting_calls(backend: ProcessBacken
         await stream.close()
 
 
+@contextlib.asynccontextmanager
+async def fake_worker(method: str, rpc: grpc.RpcMethodHandler) -> AsyncIterator[str]:
+    """A stand-in worker server that knows only `method` (for older worker images); yields
+    its address."""
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("smiless.v1.Worker", {method: rpc}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
 async def test_worker_without_infer_stream_gets_unary_calls() -> None:
     """A stand-in for an older worker image (a fake: a server that only knows unary Infer)."""
     calls: list[str] = []
@@ -163,31 +180,19 @@ async def test_worker_without_infer_stream_gets_unary_calls() -> None:
         calls.append("Infer")
         return worker_pb2.InferResponse(outputs=list(request.inputs))
 
-    handler = grpc.method_handlers_generic_handler(
-        "smiless.v1.Worker",
-        {
-            "Infer": grpc.unary_unary_rpc_method_handler(
-                infer,
-                request_deserializer=worker_pb2.InferRequest.FromString,
-                response_serializer=worker_pb2.InferResponse.SerializeToString,
-            )
-        },
+    rpc = grpc.unary_unary_rpc_method_handler(
+        infer,
+        request_deserializer=worker_pb2.InferRequest.FromString,
+        response_serializer=worker_pb2.InferResponse.SerializeToString,
     )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            w = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
-            x = mlp_input(0)
-            first = await w.infer([x], 10)
-            assert list(first.outputs) == [x] and not w.streamed
-            await w.infer([x], 10)
-            assert calls == ["Infer", "Infer"]
-            await w.close()
-    finally:
-        await server.stop(None)
+    async with fake_worker("Infer", rpc) as address, grpc.aio.insecure_channel(address) as ch:
+        w = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
+        x = mlp_input(0)
+        first = await w.infer([x], 10)
+        assert list(first.outputs) == [x] and not w.streamed
+        await w.infer([x], 10)
+        assert calls == ["Infer", "Infer"]
+        await w.close()
 
 
 async def test_worker_answers_coalesced_requests_each_under_its_own_id(mlp: StartedWorker) -> None:
@@ -230,31 +235,19 @@ async def test_worker_without_coalescing_gets_one_request_per_message() -> None:
             out.response.outputs.extend(item.request.inputs)
             yield out
 
-    handler = grpc.method_handlers_generic_handler(
-        "smiless.v1.Worker",
-        {
-            "InferStream": grpc.stream_stream_rpc_method_handler(
-                infer_stream,
-                request_deserializer=worker_pb2.InferStreamRequest.FromString,
-                response_serializer=worker_pb2.InferStreamResponse.SerializeToString,
-            )
-        },
+    rpc = grpc.stream_stream_rpc_method_handler(
+        infer_stream,
+        request_deserializer=worker_pb2.InferStreamRequest.FromString,
+        response_serializer=worker_pb2.InferStreamResponse.SerializeToString,
     )
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-            w = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
-            xs = [mlp_input(i) for i in range(20)]
-            for _ in range(2):
-                got = await asyncio.gather(*(w.infer([x], 10) for x in xs))
-                assert [r.outputs[0] for r in got] == xs
-            assert seen == [0] * 40 and w.written == [40, 40], "never coalesced to this worker"
-            await w.close()
-    finally:
-        await server.stop(None)
+    async with fake_worker("InferStream", rpc) as address, grpc.aio.insecure_channel(address) as ch:
+        w = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
+        xs = [mlp_input(i) for i in range(20)]
+        for _ in range(2):
+            got = await asyncio.gather(*(w.infer([x], 10) for x in xs))
+            assert [r.outputs[0] for r in got] == xs
+        assert seen == [0] * 40 and w.written == [40, 40], "never coalesced to this worker"
+        await w.close()
 
 
 async def test_large_requests_share_a_message_only_up_to_the_byte_bound(
