@@ -26,6 +26,9 @@ class ModelError(BackendError):
 # 10-26 ms with PASSIVE.
 WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
+PARENT_PID_ENV = "SMILESS_WORKER_PARENT_PID"
+"""Set by the process backend: the worker asks the kernel to stop it when that process dies."""
+
 EXIT_BAD_MODEL = 2  # the worker's exit code when it cannot load its model (smiless/worker/__main__.py)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import math
 import os
 import signal
@@ -22,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from smiless.backends.base import (
+    PARENT_PID_ENV,
     WORKER_ENV,
     AdoptedWorker,
     BackendError,
@@ -32,20 +32,6 @@ from smiless.backends.base import (
 )
 from smiless.catalogue import HardwareConfig, Kind
 from smiless.v1 import worker_pb2, worker_pb2_grpc
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-"""Loaded here, in the parent: the child between fork and exec must not import or load."""
-
-
-def _die_with_parent() -> None:
-    """Runs in the forked child before exec: ask the kernel to SIGTERM the worker when the
-    process that started it dies, however it dies (a SIGKILL after a stop that took too
-    long included). A worker cannot be re-adopted by a later run (`adopt`), so one that
-    outlived its optimizer would only hold a port, memory and a core. Linux only; elsewhere
-    the worker is left to its own session as before."""
-    if _LIBC is not None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def host_has_gpu() -> bool:
@@ -128,6 +114,8 @@ class ProcessBackend(ExitWatch):
             **WORKER_ENV,
             "SMILESS_WORKER_SPAWNED_AT": f"{spawned:.6f}",
             "OMP_NUM_THREADS": str(max(1, math.floor(config.cores))),
+            # the worker exits with this process (smiless.worker.__main__): none can be adopted
+            PARENT_PID_ENV: str(os.getpid()),
         }
         if config.kind is Kind.GPU:
             env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = f"{config.gpu_share:g}"
@@ -152,7 +140,6 @@ class ProcessBackend(ExitWatch):
                 stderr=log,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if _LIBC is not None else None,
             )
         finally:
             log.close()

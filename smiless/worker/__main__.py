@@ -14,8 +14,30 @@ import asyncio  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: str | None) -> None:
+    """Started by the process backend (`parent_pid` set): have the kernel SIGTERM this worker
+    when the process that started it dies, however it dies (a SIGKILL after a stop that took
+    too long included); exit now if it already has. A process worker cannot be adopted by a
+    later run, so one that outlived its optimizer would only hold a port, memory and a core.
+    Done here rather than between fork and exec in the parent, where a multi-threaded gRPC
+    process must not run Python. Linux only."""
+    if not parent_pid or sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(parent_pid):
+        raise SystemExit(0)
+
 
 def main() -> None:
+    from smiless.backends.base import PARENT_PID_ENV
+
+    die_with_parent(os.environ.get(PARENT_PID_ENV))
     parser = argparse.ArgumentParser(prog="smiless-worker")
     parser.add_argument("--model", required=True)
     parser.add_argument("--config", default="cpu-1")
