@@ -122,14 +122,20 @@ class WarmWindow:
 
 def warm_window(plan: Plan, fp: FunctionPlan, *, active: bool, miss_grace_s: float) -> WarmWindow:
     """When, and how many, instances of `fp` the plan wants up (see the module docstring)."""
+    return WarmWindow(*_window(plan, fp, active, miss_grace_s))
+
+
+def _window(plan: Plan, fp: FunctionPlan, active: bool, miss_grace_s: float) -> tuple[float, float, int]:
+    """`warm_window` as a plain tuple: `decide` needs one per function at every simulator
+    event."""
     it = plan.forecast.it_s
     if not active or not math.isfinite(it):
-        return WarmWindow(math.inf, -math.inf, 0)
+        return math.inf, -math.inf, 0
     served_by = plan.now + it + fp.ready_offset_s + fp.latency_s
     if fp.stop_after_serving:
         start = fp.prewarm_at_s if fp.prewarm_at_s is not None else served_by - fp.exec_s
-        return WarmWindow(start, served_by + max(miss_grace_s, fp.init_s), fp.instances)
-    return WarmWindow(-math.inf, served_by + fp.keep_alive_s, fp.instances)
+        return start, served_by + max(miss_grace_s, fp.init_s), fp.instances
+    return -math.inf, served_by + fp.keep_alive_s, fp.instances
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +237,14 @@ def _idle_since(inst: InstanceView) -> float:
     return inst.idle_since or 0.0
 
 
+def _slots(inst: InstanceView, planned_config: str, batch: int) -> int:
+    """Its capacity in batch slots: an unknown batch is the plan's on its config, 1 on another."""
+    b = inst.batch
+    if b is None:
+        return batch if inst.config == planned_config else 1
+    return b if b > 1 else 1
+
+
 def decide(
     plan: Plan,
     now: float,
@@ -258,26 +272,13 @@ def decide(
             group.append(inst)
     # stage latencies with the other-config instances kept so far: the SLA check of the next
     kept_latency = {f: fp.latency_s for f, fp in plan.functions.items()}
-    it = plan.forecast.it_s
-    windows = active and math.isfinite(it)
     for f, fp in plan.functions.items():
         mine = by_function.pop(f, None) or []
         pending = inflight.get(f, 0) if inflight is not None else 0
-        if not mine and pending <= 0 and not windows:
-            continue  # nothing there, nothing wanted
-        # the warm window (`warm_window`, inlined)
+        w_start, w_end, w_count = _window(plan, fp, active, miss_grace_s)
+        if not mine and pending <= 0 and w_count == 0 and w_start == math.inf:
+            continue  # nothing there, nothing wanted, no window to wake for
         after = fp.stop_after_serving
-        if windows:
-            served_by = plan.now + it + fp.ready_offset_s + fp.latency_s
-            if after:
-                w_start = fp.prewarm_at_s if fp.prewarm_at_s is not None else served_by - fp.exec_s
-                w_end = served_by + (miss_grace_s if miss_grace_s > fp.init_s else fp.init_s)
-            else:
-                w_start = -math.inf
-                w_end = served_by + fp.keep_alive_s
-            w_count = fp.instances
-        else:
-            w_start, w_end, w_count = math.inf, -math.inf, 0
         # the window of the requests in flight: open while any is left
         in_current = False
         if pending > 0:
@@ -324,12 +325,10 @@ def decide(
         )
         planned_need = w_count * batch if in_window and not consumed else 0
         live = [i for i in planned if i.id not in stopped] if stopped else planned
-        # capacity in batch slots: an unknown batch is the plan's on its config, 1 on another
         have = 0
         ready_slots = 0
         for i in live:
-            b = i.batch
-            n = (b if b > 1 else 1) if b is not None else (batch if i.config == planned_cfg else 1)
+            n = _slots(i, planned_cfg, batch)
             have += n
             if i.ready:
                 ready_slots += n
@@ -364,8 +363,7 @@ def decide(
         # init, on its config); instances stopped after serving are not held
         init_of = _config_table(plan, f).init
         for inst in idle:
-            b = inst.batch
-            n = (b if b > 1 else 1) if b is not None else (batch if inst.config == planned_cfg else 1)
+            n = _slots(inst, planned_cfg, batch)
             if have - n < need:
                 continue
             assert inst.idle_since is not None
