@@ -21,6 +21,18 @@ TraceOpt = Annotated[
     ),
 ]
 
+DEFAULT_WARMUP_S = 15.0
+"""`smiless.bench.policies.WARMUP_S`, not imported so the CLI starts without the simulator
+(a test keeps the two equal)."""
+WarmupOpt = Annotated[
+    float, typer.Option(help="Seconds the policies start before the first slot, uncharged.")
+]
+
+
+def _check_warmup(warmup: float) -> None:
+    if not (math.isfinite(warmup) and warmup >= 0):
+        fail(f"--warmup: must be a number of seconds >= 0, got {warmup!r}")
+
 
 def _default_trace(trace: Path | None) -> Path:
     if trace is not None:
@@ -66,9 +78,7 @@ def sim(
     history_minutes: Annotated[int, typer.Option(help="Leading minutes used as history only.")] = 720,
     noise_cv: Annotated[float, typer.Option(help="Inference-time coefficient of variation.")] = 0.05,
     exact: Annotated[bool, typer.Option(help="No noise at all (init = μ, inference = model).")] = False,
-    warmup: Annotated[
-        float, typer.Option(help="Seconds the policies start before the first slot, uncharged.")
-    ] = 15.0,
+    warmup: WarmupOpt = DEFAULT_WARMUP_S,
     seed: Annotated[int, typer.Option()] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -114,8 +124,7 @@ def sim(
         fail(f"--history-minutes: must be in [0, {tr.minutes})")
     if not seconds_per_minute > 0:
         fail("--seconds-per-minute: must be positive")
-    if not (math.isfinite(warmup) and warmup >= 0):
-        fail(f"--warmup: must be a number of seconds >= 0, got {warmup!r}")
+    _check_warmup(warmup)
     noise = Noise.exact() if exact else Noise(noise_cv)
     spread_t: Spread = "poisson" if spread == "poisson" else "together"
     catalogue = load_catalogue()
@@ -162,9 +171,7 @@ def bench_policies(
     ] = "",
     scale_minutes: Annotated[int, typer.Option(help="Simulated trace minutes of the scale run.")] = 1440,
     scale_policy: Annotated[str, typer.Option(help="Policy of the scale run.")] = "smiless",
-    warmup: Annotated[
-        float, typer.Option(help="Seconds the policies start before the first slot, uncharged.")
-    ] = 15.0,
+    warmup: WarmupOpt = DEFAULT_WARMUP_S,
     seed: Annotated[int, typer.Option()] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -188,8 +195,7 @@ def bench_policies(
         raise
     if spread not in ("together", "poisson"):
         fail(f"--spread: must be together or poisson, got {spread!r}")
-    if not (math.isfinite(warmup) and warmup >= 0):
-        fail(f"--warmup: must be a number of seconds >= 0, got {warmup!r}")
+    _check_warmup(warmup)
     result: dict[str, Any] = {}
     if matrix:
         with _progress() as bar:

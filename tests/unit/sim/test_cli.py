@@ -56,3 +56,11 @@ def test_sim_names_the_bad_option(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "--trace" in missing.stderr
     warm = smiless("sim", "--trace", str(trace), "--rows", "fn1", "--history-minutes", "45", "--warmup", "-1")
     assert warm.returncode == 1 and "--warmup" in warm.stderr
+
+
+def test_the_cli_warmup_default_is_the_benchmarks() -> None:
+    import smiless.cli.main  # noqa: F401  # the CLI's own import order (its modules register on it)
+    from smiless.bench.policies import WARMUP_S
+    from smiless.cli.sim import DEFAULT_WARMUP_S
+
+    assert DEFAULT_WARMUP_S == WARMUP_S
