@@ -7,6 +7,7 @@ little-endian, no padding, so len(data) == prod(shape) * itemsize.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -40,6 +41,12 @@ def dtype_code(name: str) -> common_pb2.DataType.ValueType:
         return _FROM_NUMPY[np.dtype(name).name]
     except (KeyError, TypeError) as exc:
         raise TensorError(f"unsupported dtype {name!r}") from exc
+
+
+def data_bytes(tensors: Iterable[common_pb2.Tensor]) -> int:
+    """Payload bytes of wire tensors: what a worker's inline choice and a stream message's
+    size bound go by."""
+    return sum(len(t.data) for t in tensors)
 
 
 def to_proto(array: np.ndarray) -> common_pb2.Tensor:

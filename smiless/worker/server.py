@@ -148,7 +148,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
     @staticmethod
     def _kind(inputs: Sequence[common_pb2.Tensor]) -> tuple[int, int]:
         """(batch size, input bytes): what the inline/thread choice goes by."""
-        return len(inputs), sum(len(t.data) for t in inputs)
+        return len(inputs), tensors.data_bytes(inputs)
 
     def _expected_s(self, item: worker_pb2.InferStreamRequest) -> float | None:
         """How long answering `item` is expected to take on the event loop; None when its
@@ -212,14 +212,14 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 await self._answer(*queued.popleft(), out)
                 if coalescing:
                     first = time.perf_counter()
-                    size = _output_bytes(out)
+                    size = tensors.data_bytes(out.response.outputs)
                     while queued and size < COALESCE_MAX_BYTES:
                         expected = self._expected_s(queued[0][1])
                         if expected is None or time.perf_counter() - first + expected > COALESCE_S:
                             break
                         more = out.coalesced.add()
                         await self._answer(*queued.popleft(), more)
-                        size += _output_bytes(more)
+                        size += tensors.data_bytes(more.response.outputs)
                 yield out
             await reader  # surfaces a broken request stream
         finally:
@@ -266,10 +266,6 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         if self.in_flight == 0:
             resp.idle_since.FromNanoseconds(round(self.idle_since * 1e9))
         return resp
-
-
-def _output_bytes(answer: worker_pb2.InferStreamResponse) -> int:
-    return sum(len(t.data) for t in answer.response.outputs)
 
 
 async def run(

@@ -31,6 +31,7 @@ from typing import Any
 
 import grpc
 
+from smiless import tensors
 from smiless.protoutil import set_seconds, status_code
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from smiless.worker import COALESCE_KEY, COALESCE_MAX_BYTES
@@ -135,7 +136,7 @@ class WorkerStream:
             s = self._start()
         loop = asyncio.get_running_loop()
         i = next(self._ids)
-        item = s.request(i, sum(len(t.data) for t in inputs))
+        item = s.request(i, tensors.data_bytes(inputs))
         item.request.inputs.extend(inputs)
         set_seconds(item.timeout, timeout)
         fut: Answer = loop.create_future()
