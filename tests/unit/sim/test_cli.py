@@ -56,6 +56,8 @@ def test_sim_names_the_bad_option(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "--trace" in missing.stderr
     warm = smiless("sim", "--trace", str(trace), "--rows", "fn1", "--history-minutes", "45", "--warmup", "-1")
     assert warm.returncode == 1 and "--warmup" in warm.stderr
+    bench = smiless("bench", "policies", "--no-matrix", "--warmup", "nan")
+    assert bench.returncode == 1 and "--warmup" in bench.stderr
 
 
 def test_the_cli_warmup_default_is_the_benchmarks() -> None:
