@@ -30,7 +30,8 @@ which is at least I before it serves, so it is alive in that gap for at least
 min(gap, I); (3) the first server's init, I, before τ_1 (with a warm-up, when instances may
 start before the cost window opens at 0, only its part inside the window: the server is
 alive from its start command, at least I before τ_1 >= a_1 >= 0, so for at least min(I, a_1)
-of [0, τ_1]). These charged intervals are disjoint in time, so the cost is at least p x their total length, p · (I + s + Σ_i h(d_i)) with
+of [0, τ_1]). These charged intervals are disjoint in time, so the cost is at least p x
+their total length, p · (I + s + Σ_i h(d_i)) with
 h(d) = min(d, s) + min(max(0, d - s), I) = min(d, K), K = s + I.
 
 h is concave with h(0) = 0, hence subadditive: for any chain of requests i_1 < i_2 < ... the
