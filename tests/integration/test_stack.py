@@ -220,3 +220,45 @@ def test_other_services_validate(stack: LocalStack, registered: list[appspec.App
             )
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
         assert "function" in info.value.details()
+
+
+async def _start_and_watch_lifetime(stack: LocalStack, app: str) -> list[common_pb2.Instance]:
+    """Every version of the app's lifetime record seen while one on-demand start runs."""
+    assert stack.redis_url is not None
+    store = Store(stack.redis_url)
+    seen: list[common_pb2.Instance] = []
+
+    async def watch() -> None:
+        while True:
+            for i in await store.lifetimes():
+                if i.app == app and (not seen or seen[-1] != i):
+                    seen.append(i)
+            await asyncio.sleep(0.01)
+
+    try:
+        async with grpc.aio.insecure_channel(stack.addresses["optimizer"]) as ch:
+            watcher = asyncio.create_task(watch())
+            await optimizer_pb2_grpc.OptimizerStub(ch).EnsureInstance(
+                optimizer_pb2.EnsureInstanceRequest(app=app, function="m"), timeout=120
+            )
+            await asyncio.sleep(0.1)
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+    finally:
+        await store.close()
+    return seen
+
+
+def test_a_lifetime_start_never_moves(stack: LocalStack, gw: gateway_pb2_grpc.GatewayStub) -> None:
+    """A cost report taken while an instance starts counts from its start command; the record
+    written once it is ready must keep that start, or a later report would take cost back."""
+    spec = appspec.AppSpec("lifetime-start", 2.0, (appspec.FunctionSpec("m", "tiny-mlp"),))
+    gw.RegisterApp(gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True), timeout=10)
+    try:
+        seen = asyncio.run(_start_and_watch_lifetime(stack, spec.name))
+    finally:
+        gw.DeleteApp(gateway_pb2.DeleteAppRequest(name=spec.name), timeout=10)
+    states = [i.state for i in seen]
+    assert states[0] == common_pb2.INSTANCE_STATE_STARTING and common_pb2.INSTANCE_STATE_READY in states
+    assert {i.id for i in seen} == {seen[0].id}
+    assert {i.started_at.ToNanoseconds() for i in seen} == {seen[0].started_at.ToNanoseconds()}

@@ -147,9 +147,11 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         inst.state = common_pb2.INSTANCE_STATE_FAILED
         inst.stop_reason = f"worker exited with code {code}"
         set_seconds(inst.stopped_at, time.time())
-        await self.backend.stop(instance_id)
+        # Recorded before the clean-up: a stop time written later than it was taken would
+        # take back cost that a report in between had already counted.
         with contextlib.suppress(Exception):
             await self.store.put_instance(inst)
+        await self.backend.stop(instance_id)
         logs.event(log, "instance failed", logging.WARNING, instance=instance_id, exit_code=code)
 
     async def start_planned(self, app: str, function: str, config: str, reason: str) -> None:
@@ -208,7 +210,8 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         if instance_id not in self.instances:  # stopped while starting (optimizer shutdown)
             await self.backend.stop(instance_id)
             return inst
-        set_seconds(inst.started_at, started.spawned_at)
+        # started_at stays the start command's time: a lifetime already reported (the STARTING
+        # record) must not move, and the wait for a start slot is paid, as in the simulator.
         set_seconds(inst.ready_at, started.ready_at)
         inst.address = started.address
         inst.state = common_pb2.INSTANCE_STATE_READY
