@@ -95,6 +95,21 @@ def test_the_grace_is_at_least_the_init() -> None:
     assert [s.reason for s in decide(plan, win.end + 0.01, [idle], miss_grace_s=2.0).stops] == ["no arrival"]
 
 
+def test_the_grace_reaches_the_idle_time_tail() -> None:
+    """While the predictor's idle-time tail (P99 of the time to the next arrival) is still
+    ahead, a pre-warmed instance waits for the late arrival rather than stopping and leaving
+    it a cold start."""
+    plan = fast_plan(["a", "b"], [("a", "b")], 3.0, PROFILES, CONFIGS, Forecast(30.0, 1, 36.0), 100.0)
+    fa = plan.functions["a"]
+    assert fa.stop_after_serving
+    win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
+    served_by = plan.now + 30.0 + fa.ready_offset_s + fa.latency_s
+    assert win.end == pytest.approx(plan.now + 36.0 + fa.ready_offset_s + fa.latency_s)
+    idle = view("i1", "a", fa.instance_config, idle_since=win.start + fa.init_s)
+    assert not decide(plan, served_by + 5.0, [idle], miss_grace_s=2.0).stops
+    assert [s.reason for s in decide(plan, win.end + 0.01, [idle], miss_grace_s=2.0).stops] == ["no arrival"]
+
+
 def test_keep_alive_keeps_warm_then_expires() -> None:
     plan = plan_for(1.2)  # shorter than init + inference: kept alive
     fa = plan.functions["a"]
