@@ -35,7 +35,9 @@ has not served yet, queued there or still upstream). A plan made at an arrival t
 downstream stage yet. While a function has requests in flight, none of its idle instances
 is stopped ("served" waits until none is left in flight), and from `plan.now + ready
 offset - init` (when the plan made at their arrival would have started them) it is scaled
-out to `⌈in flight / batch⌉` instances, but only where such a start is ready before the
+out to `⌈in flight / batch⌉` instances, less what the instances on other configs still
+there can take at once (a request already on its way is served by any of them; the plan's
+config is for the arrivals to come), but only where such a start is ready before the
 requests get there or nothing is live: a start that would be late helps less than the
 instances already there, which serve the rest in their next round.
 
@@ -348,8 +350,9 @@ def decide(
             # scale out for them only where a start is ready before they get here, or when
             # nothing is there at all; else they queue for the instances there
             timely = now + fp.init_s <= plan.now + fp.ready_offset_s + 1e-9
-            if timely or have == 0:
-                inflight_need = pending
+            spare = sum(_slots(i, planned_cfg, batch) for i in others if i.id not in stopped)
+            if timely or have + spare == 0:
+                inflight_need = pending - spare
         need = planned_need if planned_need > inflight_need else inflight_need
         if need <= 0:
             continue

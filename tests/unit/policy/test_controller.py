@@ -188,6 +188,24 @@ def test_requests_in_flight_keep_their_window() -> None:
     assert not decide(plan, t, []).starts  # the next arrival's window is 30 s away
 
 
+def test_requests_in_flight_count_the_instances_on_other_configs() -> None:
+    """A request already on its way is served by an instance on any config: an instance the
+    plan would not keep (cpu-8) still takes one of them, and only the rest get a start
+    (at the moment a start is still ready before they reach b)."""
+    slow_a = {  # a takes 2 s: b's start for this arrival's request can still be in time
+        "a": {"cpu": profile(Kind.CPU, 0.2, 0.5, 0.5, 2.0, 1.5, 0.1)},
+        "b": {"cpu": profile(Kind.CPU, 0.2, 0.5, 0.5, 0.01, 0.5, 0.05)},
+    }
+    plan = fast_plan(["a", "b"], [("a", "b")], 5.0, slow_a, CONFIGS, Forecast(30.0, 1, 1.0), 100.0)
+    fb = plan.functions["b"]
+    t = plan.now + fb.ready_offset_s - fb.init_s
+    assert t > plan.now
+    old = view("old", "b", "cpu-8", idle_since=t - 0.1)
+    assert not [s for s in decide(plan, t, [old], inflight={"a": 0, "b": 1}).starts if s.function == "b"]
+    d = decide(plan, t, [old], inflight={"a": 0, "b": 3})
+    assert [(s.function, s.reason) for s in d.starts] == [("b", "in flight")] * -(-2 // fb.batch)
+
+
 def test_a_much_dearer_config_is_replaced_once_the_planned_one_is_ready() -> None:
     configs = {n: CATALOGUE[n] for n in ("cpu-1", "cpu-8")}
     plan = fast_plan(["a", "b"], [("a", "b")], 3.0, PROFILES, configs, Forecast(1.2, 1, 1.0), 100.0)
