@@ -11,15 +11,18 @@ Per function the plan gives a *warm window*, the span in which `instances` insta
   `prewarm_at_s` (the next predicted arrival + the stage's ready offset - init at μ + kσ) to
   the moment the predicted inputs should have been served plus a grace of
   max(`miss_grace_s`, init), or until the predictor's idle-time tail (`forecast.keep_alive_s`,
-  the P99 of the time to the next arrival) has passed, if that is later: an arrival that
-  is late but within the tail still finds its instance (stopping first left the 2 s
-  amber-alert SLA 3 % of violations, all cold starts after such stops, for 2 % less cost).
-  An instance that has served and gone idle is stopped at once
-  ("served"): the next arrival gets a fresh, pre-warmed one, and the window counts as used
-  (no restart before the next plan). The grace bounds what a prediction that came too early
-  costs; it is at least the instance's init because stopping sooner is a loss whenever the
-  arrival is merely late (the predictors err early by design): a restart pays the init
-  again, and the late arrival a cold start (the ski-rental break-even again).
+  the P99 of the time to the next arrival) has passed, if that is later. The grace bounds
+  what a prediction that came too early costs; it is at least the instance's init because
+  stopping sooner is a loss whenever the arrival is merely late (the predictors err early by
+  design): a restart pays the init again, and the late arrival a cold start (the ski-rental
+  break-even again). Within the tail a late arrival still finds its instance (stopping first
+  left the 2 s amber-alert SLA 3 % of violations, all cold starts after such stops, for 2 %
+  less cost).
+  An instance that has served and gone idle is stopped ("served"): the next arrival gets a
+  fresh, pre-warmed one, and the window counts as used (no restart before the next plan).
+  It stops at once, unless the arrival's burst may still be coming (`forecast.burst_s` after
+  it: the predictor counts one slot's requests as one arrival) and fewer than the predicted
+  `count` have been served; then at the burst's end.
 - **kept alive** (case 2, and scaled groups kept warm): from now (the plan was made after an
   arrival) until the predicted arrival has been served, then for `keep_alive_s` more: an
   instance idle for longer than `keep_alive_s` once the window has closed is stopped
@@ -279,6 +282,7 @@ def decide(
             group.append(inst)
     # stage latencies with the other-config instances kept so far: the SLA check of the next
     kept_latency = {f: fp.latency_s for f, fp in plan.functions.items()}
+    burst_end = plan.now + plan.forecast.burst_s
     for f, fp in plan.functions.items():
         mine = by_function.pop(f, None) or []
         pending = inflight.get(f, 0) if inflight is not None else 0
@@ -310,12 +314,17 @@ def decide(
                 kept_ids = {i.id for i in keep}
                 others = [i for i in others if i.id not in kept_ids]
         stopped: set[str] = set()
+        served_now = sum(i.served for i in mine) if after and burst_end > now else 0
         for inst in mine:
             if inst.idle_since is None or not inst.ready:
                 continue  # serving or starting: never interrupted
             if pending > 0:
                 continue  # wanted by the requests in flight, even before their window opens
             if after and inst.served > 0:
+                if burst_end > now and served_now < plan.forecast.count:
+                    if burst_end < wake:  # the rest of this arrival's burst may still come
+                        wake = burst_end
+                    continue
                 stops.append(StopInstance(inst.id, f, "served"))
                 stopped.add(inst.id)
             elif not in_window:

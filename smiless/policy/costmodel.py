@@ -57,6 +57,9 @@ class Forecast:
     """Invocations that arrive together at each arrival."""
     keep_alive_s: float = 0.0
     """The predictor's idle-time tail (P99): the least keep-alive when an instance is kept."""
+    burst_s: float = 0.0
+    """How long one arrival's `count` requests may take to come: the predictor's slot, since
+    it counts the requests of one slot as one arrival (0: they come at once)."""
 
     def __post_init__(self) -> None:
         if not self.it_s > 0.0:
@@ -65,6 +68,8 @@ class Forecast:
             raise ValueError(f"forecast.count must be >= 1, got {self.count!r}")
         if not self.keep_alive_s >= 0.0:
             raise ValueError(f"forecast.keep_alive_s must be >= 0, got {self.keep_alive_s!r}")
+        if not self.burst_s >= 0.0:
+            raise ValueError(f"forecast.burst_s must be >= 0, got {self.burst_s!r}")
 
     @classmethod
     def from_slots(cls, prediction: SlotPrediction, slot_s: float) -> Forecast:
@@ -72,7 +77,7 @@ class Forecast:
         of `slot_s` seconds. Its IT counts from the last arrival, so plan with `now` = the
         last arrival's time (the caller's clock minus `elapsed_slots` slots)."""
         keep = prediction.keep_alive_slots
-        return cls(prediction.it_slots * slot_s, max(prediction.count, 1), (keep or 0) * slot_s)
+        return cls(prediction.it_slots * slot_s, max(prediction.count, 1), (keep or 0) * slot_s, slot_s)
 
 
 class SlotPrediction(Protocol):

@@ -95,7 +95,7 @@ def truth_timeline(wl: Workload, horizon_s: float = 0.0) -> dict[int, Forecast]:
             nxt = active[j]
             last = active[j - 1] if j > 0 else m  # an IT counts from the last arrival
             count = int(counts[nxt : nxt + span + 1].max())
-            out[m] = Forecast((nxt - last) * wl.slot_s, count, 0.0)
+            out[m] = Forecast((nxt - last) * wl.slot_s, count, 0.0, wl.slot_s)
         else:
             out[m] = Forecast(math.inf, 1, 0.0)
     return out

@@ -63,6 +63,22 @@ def test_prewarmed_instance_is_stopped_after_serving_and_not_restarted() -> None
     assert not [s for s in d.starts if s.function == "a"]
 
 
+def test_an_instance_that_served_waits_for_the_rest_of_its_burst() -> None:
+    """The predictor counts one slot's requests as one arrival (`burst_s`): an instance that
+    served the first of a predicted 3 waits, while the slot lasts, for the other two rather
+    than leaving them a cold start; once 3 are served, or the slot is over, it stops."""
+    plan = fast_plan(["a", "b"], [("a", "b")], 3.0, PROFILES, CONFIGS, Forecast(30.0, 3, 1.0, 2.0), 100.0)
+    fa = plan.functions["a"]
+    assert fa.stop_after_serving
+    t = plan.now + 0.5
+    one = view("i1", "a", fa.instance_config, idle_since=t - 0.1, served=1)
+    d = decide(plan, t, [one])
+    assert not d.stops and d.wake_at <= plan.now + 2.0
+    three = view("i1", "a", fa.instance_config, idle_since=t - 0.1, served=3)
+    assert [s.reason for s in decide(plan, t, [three]).stops] == ["served"]
+    assert [s.reason for s in decide(plan, plan.now + 2.01, [one]).stops] == ["served"]
+
+
 def test_busy_and_starting_instances_are_never_stopped() -> None:
     plan = plan_for(30.0)
     busy = view("i1", "a", "cpu-1", idle_since=None, served=3)

@@ -158,8 +158,8 @@ def test_the_oracle_sizes_for_a_burst_that_follows_the_next_arrival_within_an_in
     ahead = truth_timeline(wl, horizon_s=3.0)  # two slots: the single request and the burst
     assert plain[10].count == 1 and plain[10].it_s == pytest.approx(8.0)  # next: minute 14
     assert ahead[10].count == 13 and ahead[10].it_s == pytest.approx(8.0)
-    assert ahead[14] == Forecast(2.0, 13, 0.0)  # the burst itself is next
-    assert ahead[15] == Forecast(8.0, 13, 0.0)  # after it: the next pair, minutes 19-20
+    assert ahead[14] == Forecast(2.0, 13, 0.0, 2.0)  # the burst itself is next
+    assert ahead[15] == Forecast(8.0, 13, 0.0, 2.0)  # after it: the next pair, minutes 19-20
     short = truth_timeline(wl, horizon_s=1.0)  # within the next slot only
     assert short[10].count == 1
 
