@@ -505,7 +505,7 @@ class _Sim:
         d = st.policy.decide(now, views)
         for s in d.starts:
             f = st.index[s.function]
-            _, batch = st.policy.shape(s.function)
+            batch = s.batch if s.batch is not None else st.policy.shape(s.function)[1]
             self.start(st, f, s.config, batch, now, s.reason)
         for x in d.stops:
             target = st.live.get(x.instance_id)

@@ -102,6 +102,8 @@ class SmilessPolicy(Policy):
             self.forecasts = {m: Forecast.from_slots(p, wl.slot_s) for m, p in preds.items()}
         self.minute = -1
         self.active = False
+        self.previous: Plan | None = None
+        """The plan the current one replaced: it sized the requests in flight."""
         self.inflight = dict.fromkeys(ctx.app.functions, 0)
         """Per function: invocations that have arrived but not yet been served there."""
         last = last_arrival_minute(wl, wl.start_minute - 1) if wl.start_minute > 0 else None
@@ -124,13 +126,16 @@ class SmilessPolicy(Policy):
             self.inflight[f] += count
         if minute != self.minute:
             self.minute = minute
+            self.previous = self.plan
             self.plan = self._plan(self.forecasts[minute], now)
 
     def on_served(self, now: float, function: str, batch: int) -> None:
         self.inflight[function] -= batch
 
     def decide(self, now: float, instances: Sequence[InstanceView]) -> Decision:
-        return decide(self.plan, now, instances, active=self.active, inflight=self.inflight)
+        return decide(
+            self.plan, now, instances, active=self.active, inflight=self.inflight, previous=self.previous
+        )
 
     def shape(self, function: str) -> tuple[str, int]:
         fp = self.plan.functions[function]

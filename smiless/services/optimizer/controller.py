@@ -22,6 +22,7 @@ import grpc
 
 from smiless import logs
 from smiless.policy.controller import InstanceView, decide
+from smiless.policy.search import Plan
 from smiless.server import RpcError, grpc_options
 from smiless.services.common import seconds
 from smiless.v1 import common_pb2, predictor_pb2, worker_pb2, worker_pb2_grpc
@@ -50,6 +51,9 @@ class Controller:
         self.keys: dict[str, tuple[object, ...]] = {}
         self.planned_at: dict[str, float] = {}
         self.last_seen: dict[str, float | None] = {}
+        self.previous: dict[str, Plan] = {}
+        """Per app, the plan made before its latest arrival (a slot or more earlier): it sized
+        the requests in flight (`decide`'s `previous`)."""
         self.reported: dict[str, str] = {}
         self.stubs: dict[str, worker_pb2_grpc.WorkerStub] = {}
         self.channels: dict[str, grpc.aio.Channel] = {}
@@ -101,7 +105,10 @@ class Controller:
             pred = await self.svc.predict(app)
             key = forecast_key(pred)
             if plan is None or stale or self.keys.get(app) != key:
+                old = plan
                 _, plan = await self.svc.plan_app(app, pred)
+                if old is not None and plan.now - old.now >= max(plan.forecast.burst_s, 1e-9):
+                    self.previous[app] = old
                 self.keys[app] = key
                 self.planned_at[app] = now
             self.last_seen[app] = last
@@ -114,13 +121,14 @@ class Controller:
             active=last is not None,
             miss_grace_s=self.settings.miss_grace_s,
             inflight=in_flight(views),
+            previous=self.previous.get(app),
         )
         for s in d.stops:
             self.svc.spawn(self.svc.stop_instance(s.instance_id, s.reason))
         # Within the host's capacity; the rest wait for a later tick (entry stages first:
         # the plan lists functions in topological order).
         room = self.settings.max_instances - (len(self.svc.instances) - len(d.stops))
-        for st in d.starts[: max(0, room)]:
+        for st in d.starts[: max(0, room)]:  # (the batch an instance serves is the gateway's)
             self.svc.spawn(self.svc.start_planned(app, st.function, st.config, st.reason))
         if len(d.starts) > max(0, room):
             logs.event(

@@ -222,6 +222,28 @@ def test_requests_in_flight_count_the_instances_on_other_configs() -> None:
     assert [(s.function, s.reason) for s in d.starts] == [("b", "in flight")] * -(-2 // fb.batch)
 
 
+def test_requests_in_flight_are_started_in_the_shape_planned_for_them() -> None:
+    """The plan made at an arrival times the next one; the requests of this arrival were
+    sized by the plan before it (`previous`), so their in-flight starts take its config and
+    batch."""
+    slow_a = {  # a takes 2 s: b's start for this arrival's requests can still be in time
+        "a": {"cpu": profile(Kind.CPU, 0.2, 0.5, 0.5, 2.0, 1.5, 0.1)},
+        "b": {"cpu": profile(Kind.CPU, 0.2, 0.5, 0.5, 0.01, 0.5, 0.05)},
+    }
+    dag = (["a", "b"], [("a", "b")], 5.0, slow_a)
+    previous = fast_plan(*dag, {"cpu-2": CATALOGUE["cpu-2"]}, Forecast(30.0, 7, 1.0), 70.0)
+    plan = fast_plan(*dag, CONFIGS, Forecast(30.0, 1, 1.0), 100.0)
+    fb, pb = plan.functions["b"], previous.functions["b"]
+    assert (fb.instance_config, pb.instance_config) == ("cpu-1", "cpu-2")
+    t = plan.now + fb.ready_offset_s - fb.init_s
+    pending = {"a": 0, "b": 7}
+    d = decide(plan, t, [], inflight=pending, previous=previous)
+    shapes = [(s.config, s.batch, s.reason) for s in d.starts if s.function == "b"]
+    assert shapes == [("cpu-2", pb.batch, "in flight")] * -(-7 // pb.batch)
+    alone = decide(plan, t, [], inflight=pending)
+    assert {(s.config, s.batch) for s in alone.starts if s.function == "b"} == {("cpu-1", None)}
+
+
 def test_a_much_dearer_config_is_replaced_once_the_planned_one_is_ready() -> None:
     configs = {n: CATALOGUE[n] for n in ("cpu-1", "cpu-8")}
     plan = fast_plan(["a", "b"], [("a", "b")], 3.0, PROFILES, configs, Forecast(1.2, 1, 1.0), 100.0)
