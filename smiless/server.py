@@ -18,8 +18,10 @@ import contextlib
 import functools
 import inspect
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from time import perf_counter
 from typing import Any, Protocol, TypeVar
@@ -344,6 +346,35 @@ def _metrics_endpoint(name: str, settings: Settings) -> metrics.Endpoint | None:
         return None
 
 
+SHUTDOWN_MARGIN_S = 10.0
+"""How long stopping may take past the drain delay and the grace period before the process
+exits anyway (`ShutdownWatchdog`)."""
+
+SHUTDOWN_STUCK_EXIT = 3
+"""The exit status of a process the watchdog ended."""
+
+
+class ShutdownWatchdog:
+    """Ends the process if its shutdown overruns: a stop that hangs (a task that ignores its
+    cancellation, a library thread the interpreter waits for at exit) must not keep a drained
+    service alive until a supervisor's SIGKILL. It says which step it was stuck in."""
+
+    def __init__(self, name: str, after_s: float) -> None:
+        self.name, self.after_s, self.step = name, after_s, "draining"
+        self._timer = threading.Timer(after_s, self._fire)
+        self._timer.daemon = True  # it must not itself keep the interpreter from exiting
+        self._timer.start()
+
+    def _fire(self) -> None:
+        print(
+            f"smiless {self.name}: shutdown did not finish within {self.after_s:g} s "
+            f"(stuck {self.step}); exiting",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(SHUTDOWN_STUCK_EXIT)
+
+
 async def serve(service: Service, settings: Settings, store: Store) -> None:
     """Run `service` until SIGTERM/SIGINT, then drain gracefully."""
     if not await store.ping():
@@ -394,6 +425,9 @@ async def serve(service: Service, settings: Settings, store: Store) -> None:
         loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.create_task(_watch_redis(store, health, ["", *names], settings.redis_check_interval_s))
     await stop.wait()
+    watchdog = ShutdownWatchdog(
+        service.name, settings.drain_delay_s + settings.grace_period_s + SHUTDOWN_MARGIN_S
+    )
     logs.event(log, "draining", service=service.name, grace_s=settings.grace_period_s)
     await health.enter_graceful_shutdown()
     # Let health checkers see NOT_SERVING (and route elsewhere) before new calls are refused.
@@ -401,8 +435,11 @@ async def serve(service: Service, settings: Settings, store: Store) -> None:
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
+    watchdog.step = "stopping the gRPC server"
     await server.stop(settings.grace_period_s)
+    watchdog.step = "stopping the service"
     await service.stop()
+    watchdog.step = "closing"
     if fleet is not None:
         fleet.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -410,4 +447,5 @@ async def serve(service: Service, settings: Settings, store: Store) -> None:
     if endpoint is not None:
         endpoint.close()
     await store.close()
+    watchdog.step = "at interpreter exit"  # (its timer thread is a daemon: it ends with the process)
     logs.event(log, "stopped", service=service.name)

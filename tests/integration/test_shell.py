@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from smiless import appspec, tensors, zoo
 from smiless.cli.stack import LocalStack, free_port, health_status
 from smiless.config import SERVICE_NAMES
+from smiless.server import SHUTDOWN_STUCK_EXIT
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.conftest import RedisServer
 
@@ -63,8 +64,28 @@ def test_redis_lost_then_back(tmp_path: Path) -> None:
         _wait(addr, "SERVING")
     finally:
         proc.terminate()
-        proc.wait(30)
-        redis.stop()
+        try:
+            _, errs = proc.communicate(timeout=40)  # reads the pipes, which must not fill
+        finally:
+            redis.stop()
+    assert proc.returncode == 0, errs[-2000:]
+
+
+def test_a_stuck_shutdown_ends_the_process() -> None:
+    """The watchdog started at SIGTERM ends a process whose stop hangs (here: blocked in
+    a sleep that nothing interrupts), says where it was stuck, and exits with its status."""
+    code = (
+        "import time\n"
+        "from smiless.server import ShutdownWatchdog\n"
+        "w = ShutdownWatchdog('probe', 0.5)\n"
+        "w.step = 'stopping the service'\n"
+        "time.sleep(60)\n"
+    )
+    t0 = time.time()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == SHUTDOWN_STUCK_EXIT
+    assert "shutdown did not finish within 0.5 s (stuck stopping the service)" in done.stderr
+    assert time.time() - t0 < 20
 
 
 def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
