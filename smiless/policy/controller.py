@@ -253,11 +253,16 @@ def _idle_since(inst: InstanceView) -> float:
     return inst.idle_since or 0.0
 
 
-def _slots(inst: InstanceView, planned_config: str, batch: int) -> int:
-    """Its capacity in batch slots: an unknown batch is the plan's on its config, 1 on another."""
+def _slots(inst: InstanceView, planned_config: str, batch: int, previous: FunctionPlan | None = None) -> int:
+    """Its capacity in batch slots: an unknown batch (still starting) is the plan's on its
+    config, the previous plan's on that one's (an in-flight start), 1 on another."""
     b = inst.batch
     if b is None:
-        return batch if inst.config == planned_config else 1
+        if inst.config == planned_config:
+            return batch
+        if previous is not None and inst.config == previous.instance_config:
+            return previous.batch if previous.batch > 1 else 1
+        return 1
     return b if b > 1 else 1
 
 
@@ -314,6 +319,7 @@ def decide(
             wake = w_end
         batch = fp.batch if fp.batch > 1 else 1
         planned_cfg = fp.instance_config
+        pfp = previous.functions.get(f) if previous is not None else None
         planned = [i for i in mine if i.config == planned_cfg]
         others = [i for i in mine if i.config != planned_cfg] if len(planned) < len(mine) else []
         if others:  # hysteresis: what of the others may stay (module docstring)
@@ -353,7 +359,7 @@ def decide(
         have = 0
         ready_slots = 0
         for i in live:
-            n = _slots(i, planned_cfg, batch)
+            n = _slots(i, planned_cfg, batch, pfp)
             have += n
             if i.ready:
                 ready_slots += n
@@ -368,7 +374,7 @@ def decide(
             # scale out for them only where a start is ready before they get here, or when
             # nothing is there at all; else they queue for the instances there
             timely = now + fp.init_s <= plan.now + fp.ready_offset_s + 1e-9
-            spare = sum(_slots(i, planned_cfg, batch) for i in others if i.id not in stopped)
+            spare = sum(_slots(i, planned_cfg, batch, pfp) for i in others if i.id not in stopped)
             if timely or have + spare == 0:
                 inflight_need = pending - spare
         need = planned_need if planned_need > inflight_need else inflight_need
@@ -379,7 +385,6 @@ def decide(
             if need > planned_need:
                 reason = "in flight"
                 # in the shape planned for them (by the plan made before they came)
-                pfp = previous.functions.get(f) if previous is not None else None
                 if pfp is not None and pfp.instance_config != planned_cfg:
                     pb = pfp.batch if pfp.batch > 1 else 1
                     for _ in range(-(-(need - have) // pb)):
@@ -396,7 +401,7 @@ def decide(
         # init, on its config); instances stopped after serving are not held
         init_of = _config_table(plan, f).init
         for inst in idle:
-            n = _slots(inst, planned_cfg, batch)
+            n = _slots(inst, planned_cfg, batch, pfp)
             if have - n < need:
                 continue
             assert inst.idle_since is not None

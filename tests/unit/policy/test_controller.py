@@ -242,6 +242,13 @@ def test_requests_in_flight_are_started_in_the_shape_planned_for_them() -> None:
     assert shapes == [("cpu-2", pb.batch, "in flight")] * -(-7 // pb.batch)
     alone = decide(plan, t, [], inflight=pending)
     assert {(s.config, s.batch) for s in alone.starts if s.function == "b"} == {("cpu-1", None)}
+    # while they start (their batch not known yet), they count as the shape they were started in
+    starting = [
+        view(f"s{k}", "b", "cpu-2", ready=False, idle_since=None, started_at=t) for k in range(len(shapes))
+    ]
+    assert not [
+        s for s in decide(plan, t, starting, inflight=pending, previous=previous).starts if s.function == "b"
+    ]
 
 
 def test_a_much_dearer_config_is_replaced_once_the_planned_one_is_ready() -> None:
