@@ -60,7 +60,9 @@ pre-warm for an arrival is often due after it, when that plan has just been repl
   idle for max(`keep_alive_s`, its own config's init) ("scale down"). Idling longer than a re-init costs
   more than starting again when the load comes back; stopping sooner pays the init again
   (and a cold start) whenever the count goes back up: the ski-rental break-even.
-  Instances stopped after serving are not held.
+  Instances stopped after serving are not held. A ready instance is never the surplus while
+  the count is made up by one still starting: stopping it leaves requests to wait out that
+  init (Poisson-spread amber-alert at 2 s: 17.6 % -> 11.7 % violations).
 """
 
 from __future__ import annotations
@@ -402,8 +404,8 @@ def decide(
         init_of = _config_table(plan, f).init
         for inst in idle:
             n = _slots(inst, planned_cfg, batch, pfp)
-            if have - n < need:
-                continue
+            if have - n < need or ready_slots - n < need:
+                continue  # (a ready instance is not given up for one still starting)
             assert inst.idle_since is not None
             hold = 0.0 if after else max(fp.keep_alive_s, init_of.get(inst.config, fp.init_s))
             expires = inst.idle_since + hold
@@ -411,6 +413,7 @@ def decide(
                 stops.append(StopInstance(inst.id, f, "scale down"))
                 stopped.add(inst.id)
                 have -= n
+                ready_slots -= n
             elif expires < wake:
                 wake = expires
     for f, rest in by_function.items():  # functions the plan no longer has

@@ -170,6 +170,22 @@ def test_scaled_group_is_started_to_the_planned_count_and_surplus_scaled_down() 
     assert sum(1 for s in d2.stops if s.reason == "scale down") == 2
 
 
+def test_a_ready_instance_is_not_scaled_down_for_one_still_starting() -> None:
+    """With one instance wanted and two there, the surplus is the one still starting, not
+    the ready one: stopping that would leave the arrival to wait out the other's init."""
+    plan = plan_for(30.0)
+    fa = plan.functions["a"]
+    win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
+    assert fa.stop_after_serving and win.count == 1
+    t = win.start + 0.5
+    ready = view("ready", "a", fa.instance_config, idle_since=t - 0.2)
+    starting = view("starting", "a", fa.instance_config, ready=False, idle_since=None, started_at=t - 0.1)
+    assert not decide(plan, t, [ready, starting]).stops
+    # both ready: one is surplus, and it goes
+    both = decide(plan, t, [ready, view("later", "a", fa.instance_config, idle_since=t - 0.1)])
+    assert [s.reason for s in both.stops] == ["scale down"]
+
+
 def test_capacity_is_counted_in_batch_slots() -> None:
     """The plan serves 4 together on one batch-4 instance; instances of batch 1 (started for
     another forecast) hold one slot each: three of them leave a slot short, four suffice."""
