@@ -14,7 +14,6 @@ certificate is configured. Each service also serves a Prometheus endpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import logging
@@ -33,6 +32,7 @@ from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
 from smiless import logs, metrics, security
+from smiless.aio import stop_task
 from smiless.appspec import AppSpecError
 from smiless.config import Settings
 from smiless.store import Store
@@ -432,18 +432,13 @@ async def serve(service: Service, settings: Settings, store: Store) -> None:
     await health.enter_graceful_shutdown()
     # Let health checkers see NOT_SERVING (and route elsewhere) before new calls are refused.
     await asyncio.sleep(settings.drain_delay_s)
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+    await stop_task(watcher)
     watchdog.step = "stopping the gRPC server"
     await server.stop(settings.grace_period_s)
     watchdog.step = "stopping the service"
     await service.stop()
     watchdog.step = "closing"
-    if fleet is not None:
-        fleet.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await fleet
+    await stop_task(fleet)
     if endpoint is not None:
         endpoint.close()
     await store.close()

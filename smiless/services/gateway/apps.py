@@ -10,7 +10,6 @@ disappears. While Redis is unreachable the last copy keeps serving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import grpc
 import numpy as np
 
 from smiless import appspec, logs, tensors, zoo
+from smiless.aio import stop_task
 from smiless.protoutil import get_seconds
 from smiless.server import RpcError
 from smiless.store import Store, StoreError
@@ -149,7 +149,4 @@ class AppCache:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)

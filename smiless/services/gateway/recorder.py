@@ -22,6 +22,7 @@ from collections import defaultdict, deque
 from typing import TypeVar
 
 from smiless import logs
+from smiless.aio import stop_task
 from smiless.store import InvocationRecord, StageLatency, Store, StoreError
 
 log = logging.getLogger("smiless.gateway.recorder")
@@ -133,9 +134,6 @@ class Recorder:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         with contextlib.suppress(Exception):
             await self.flush()

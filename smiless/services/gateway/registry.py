@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from smiless import logs
+from smiless.aio import stop_task
 from smiless.store import Store, StoreError
 from smiless.v1 import common_pb2
 
@@ -148,7 +149,4 @@ class InstanceRegistry:
         self._task = asyncio.create_task(self._follow())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)

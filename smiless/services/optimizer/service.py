@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from smiless import appspec, logs, profiles
+from smiless.aio import stop_task
 from smiless.backends import make_backend
 from smiless.backends.base import BackendError, ModelError, WorkerBackend
 from smiless.catalogue import HardwareConfig, load_catalogue, mark_runnable
@@ -112,9 +113,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             logs.event(log, "background task failed", logging.WARNING, error=str(exc))
 
     async def stop(self) -> None:
-        for t in list(self.tasks):
-            t.cancel()
-        await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await asyncio.gather(*(stop_task(t) for t in list(self.tasks)))
         await asyncio.gather(
             *(self.stop_instance(i, "optimizer stopped", drain=False) for i in list(self.instances)),
             return_exceptions=True,

@@ -13,13 +13,13 @@ SMIless model answers with its documented cold-start rule and says so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 import grpc
 
 from smiless import logs
+from smiless.aio import stop_task
 from smiless.config import Settings
 from smiless.policy.predictors import Predictor, SlotSeries, load_predictor, make_predictor
 from smiless.server import RpcError, rpc
@@ -51,10 +51,7 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
         self._trainer = asyncio.create_task(self._train_loop())
 
     async def stop(self) -> None:
-        if self._trainer is not None:
-            self._trainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._trainer
+        await stop_task(self._trainer)
 
     # --- history and models --------------------------------------------------------------
     async def _history(self, app: str, now: float) -> tuple[SlotSeries, FloatArray]:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from smiless import logs, profiles, zoo
+from smiless.aio import stop_task
 from smiless.backends import make_backend
 from smiless.backends.base import BackendError, WorkerBackend
 from smiless.catalogue import HardwareConfig, Kind, load_catalogue, mark_runnable
@@ -66,10 +67,7 @@ class ProfilerService(profiler_pb2_grpc.ProfilerServicer):
         self._refitter = asyncio.create_task(self._refit_loop())
 
     async def stop(self) -> None:
-        if self._refitter is not None:
-            self._refitter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refitter
+        await stop_task(self._refitter)
         await self.backend.close()
 
     # --- online refit --------------------------------------------------------------------
@@ -202,9 +200,7 @@ class ProfilerService(profiler_pb2_grpc.ProfilerServicer):
             log.exception("profile run of %s failed", spec.name)
             await context.abort(grpc.StatusCode.INTERNAL, f"profile run failed: {type(exc).__name__}: {exc}")
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await stop_task(keeper)
             with contextlib.suppress(Exception):
                 await self.store.unlock_profile(spec.name, owner)
 
