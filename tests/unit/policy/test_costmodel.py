@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -108,9 +109,18 @@ def test_first_request_extra_counts_in_latency_and_cost() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [(0.0, 1, 0.0), (-1.0, 1, 0.0), (1.0, 0, 0.0), (1.0, 1, -1.0), (math.nan, 1, 0.0)]
+    "args",
+    [
+        (0.0, 1, 0.0),
+        (-1.0, 1, 0.0),
+        (1.0, 0, 0.0),
+        (1.0, 1, -1.0),
+        (math.nan, 1, 0.0),
+        (1.0, 1, 0.0, -1.0),
+        (1.0, 1, 0.0, math.nan),
+    ],
 )
-def test_forecast_rejects_nonsense(args: tuple[float, int, float]) -> None:
+def test_forecast_rejects_nonsense(args: tuple[Any, ...]) -> None:
     with pytest.raises(ValueError):
         Forecast(*args)
 
@@ -123,7 +133,7 @@ def test_forecast_from_a_predictor_prediction_in_slots() -> None:
         keep_alive_slots: int | None = 5
 
     f = Forecast.from_slots(FakePrediction(), 2.0)
-    assert (f.it_s, f.count, f.keep_alive_s) == (6.0, 2, 10.0)
+    assert (f.it_s, f.count, f.keep_alive_s, f.burst_s) == (6.0, 2, 10.0, 2.0)
     assert Forecast.from_slots(FakePrediction(keep_alive_slots=None), 2.0).keep_alive_s == 0.0
 
 
