@@ -38,13 +38,18 @@ def fast_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
 
 
 def _send(gw: gateway_pb2_grpc.GatewayStub, n: int, every_s: float) -> None:
+    """`n` invocations `every_s` apart, each sent without waiting for the one before: the
+    arrival pattern must not stretch when a slow machine answers later than `every_s`."""
     x = tensors.to_proto(zoo.MODELS["tiny-mlp"].example_input())
     start = time.monotonic()
+    calls = []
     for i in range(n):
         delay = start + i * every_s - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        gw.Invoke(gateway_pb2.InvokeRequest(app="pulse", input=x), timeout=60)
+        calls.append(gw.Invoke.future(gateway_pb2.InvokeRequest(app="pulse", input=x), timeout=60))
+    for call in calls:
+        call.result()
 
 
 def _trained_it(pred: predictor_pb2_grpc.PredictorStub, timeout: float = 60) -> float:

@@ -227,9 +227,12 @@ async def _start_and_watch_lifetime(stack: LocalStack, app: str) -> list[common_
     assert stack.redis_url is not None
     store = Store(stack.redis_url)
     seen: list[common_pb2.Instance] = []
+    done = asyncio.Event()
 
     async def watch() -> None:
-        while True:
+        # Stopped by an event, not by cancelling: a cancellation landing in a Redis call can
+        # be lost on Python 3.11 (see smiless.aio.stop_task), and this loop would run forever.
+        while not done.is_set():
             for i in await store.lifetimes():
                 if i.app == app and (not seen or seen[-1] != i):
                     seen.append(i)
@@ -242,8 +245,8 @@ async def _start_and_watch_lifetime(stack: LocalStack, app: str) -> list[common_
                 optimizer_pb2.EnsureInstanceRequest(app=app, function="m"), timeout=120
             )
             await asyncio.sleep(0.1)
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            done.set()
+            await asyncio.wait_for(watcher, timeout=10)
     finally:
         await store.close()
     return seen
