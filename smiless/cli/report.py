@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -88,6 +89,9 @@ def _watch(
     fetch: Callable[[], Message], render: Callable[[Any], RenderableType], as_json: bool, every: float
 ) -> None:
     """Refresh until Ctrl-C: a live table, or one compact JSON line per refresh."""
+    # Handled here, like `smiless up` and the services do, because a process started where
+    # SIGINT is ignored (a script's background job) inherits that and would never stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if as_json:
             while True:
