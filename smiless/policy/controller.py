@@ -22,7 +22,11 @@ Per function the plan gives a *warm window*, the span in which `instances` insta
   fresh, pre-warmed one, and the window counts as used (no restart before the next plan).
   It stops at once, unless the arrival's burst may still be coming (`forecast.burst_s` after
   it: the predictor counts one slot's requests as one arrival) and fewer than the predicted
-  `count` have been served; then at the burst's end.
+  `count` have arrived in it (`arrived`; when unknown, the function's instances have served
+  fewer than `count`); then at the burst's end. Counting this burst's arrivals, not what the
+  instances served before it, matters when requests are spread over the slot: the instance
+  that served a burst's first request was stopped at once for the count its earlier bursts
+  made up, and the rest of the burst met a cold start (amber-alert, Poisson spread).
 - **kept alive** (case 2, and scaled groups kept warm): from now (the plan was made after an
   arrival) until the predicted arrival has been served, then for `keep_alive_s` more: an
   instance idle for longer than `keep_alive_s` once the window has closed is stopped
@@ -277,13 +281,15 @@ def decide(
     miss_grace_s: float = DEFAULT_MISS_GRACE_S,
     inflight: Mapping[str, int] | None = None,
     previous: Plan | None = None,
+    arrived: int | None = None,
 ) -> Decision:
     """Starts and stops that bring `instances` (one app's live ones) in line with `plan` at
     `now`, and when to look again. `active`: the app has arrival history, so the plan's
     forecast is worth acting on before any request comes. `inflight`: per function, the
     invocations that have arrived and that it has not served yet (None: unknown, as 0).
     `previous`: the plan this one replaced at the latest arrival, which sized the requests
-    in flight (module docstring)."""
+    in flight. `arrived`: the app's requests that have arrived since `plan.now`, the burst
+    the plan was made at (None: unknown; module docstring)."""
     # Runs at every simulator event: written for speed (no per-function closures or
     # dataclasses; `x if x > 1 else 1` for max(1, x)), the rules as the module docstring says.
     starts: list[StartInstance] = []
@@ -331,14 +337,19 @@ def decide(
                 kept_ids = {i.id for i in keep}
                 others = [i for i in others if i.id not in kept_ids]
         stopped: set[str] = set()
-        served_now = sum(i.served for i in mine) if after and burst_end > now else 0
+        if not (after and burst_end > now):
+            so_far = 0
+        elif arrived is not None:
+            so_far = arrived
+        else:
+            so_far = sum(i.served for i in mine)
         for inst in mine:
             if inst.idle_since is None or not inst.ready:
                 continue  # serving or starting: never interrupted
             if pending > 0:
                 continue  # wanted by the requests in flight, even before their window opens
             if after and inst.served > 0:
-                if burst_end > now and served_now < plan.forecast.count:
+                if burst_end > now and so_far < plan.forecast.count:
                     if burst_end < wake:  # the rest of this arrival's burst may still come
                         wake = burst_end
                     continue

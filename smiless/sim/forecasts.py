@@ -133,7 +133,10 @@ class PlanCache:
             base = self.plans[key] = self.planner(self.app, self.catalogue, forecast)
         else:
             self.hits += 1
-        return shift(base, now)
+        plan = shift(base, now)
+        # The planner does not read `burst_s` (the controller does): same plan, the caller's
+        # forecast.
+        return plan if plan.forecast == forecast else dataclasses.replace(plan, forecast=forecast)
 
 
 def shift(plan: Plan, now: float) -> Plan:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -35,7 +36,7 @@ import numpy as np
 from smiless.catalogue import HardwareConfig, Kind
 from smiless.policy.controller import Decision, InstanceView, StartInstance, StopInstance, decide
 from smiless.policy.costmodel import Forecast
-from smiless.policy.predictors import fft_extrapolate
+from smiless.policy.predictors import burst_span, fft_extrapolate
 from smiless.policy.search import DEFAULT_HEADROOM, Plan, fast_plan
 from smiless.policy.workflow import all_paths, timing
 from smiless.sim.forecasts import (
@@ -80,6 +81,10 @@ def _plan_cache(ctx: PolicyContext, variant: str, catalogue: Mapping[str, Hardwa
     return cache
 
 
+_RECENT_ARRIVALS = 512
+"""Arrival times a smiless policy keeps to measure how spread a burst is."""
+
+
 class SmilessPolicy(Policy):
     """Re-plan on each arrival with the predictor's forecast; the controller times the rest."""
 
@@ -106,6 +111,10 @@ class SmilessPolicy(Policy):
         """The plan the current one replaced: it sized the requests in flight."""
         self.inflight = dict.fromkeys(ctx.app.functions, 0)
         """Per function: invocations that have arrived but not yet been served there."""
+        self.arrived = 0
+        """Invocations that have arrived since the current plan was made (its burst)."""
+        self.recent: deque[float] = deque(maxlen=_RECENT_ARRIVALS)
+        """When the latest arrivals came: how spread a burst is (`burst_span`)."""
         last = last_arrival_minute(wl, wl.start_minute - 1) if wl.start_minute > 0 else None
         if last is not None:  # the service starts with history: plan from it right away
             self.active = True
@@ -127,14 +136,27 @@ class SmilessPolicy(Policy):
         if minute != self.minute:
             self.minute = minute
             self.previous = self.plan
-            self.plan = self._plan(self.forecasts[minute], now)
+            forecast = self.forecasts[minute]
+            if self.recent:  # the slot, until arrivals show how spread a burst is
+                span = burst_span(self.recent, self.ctx.workload.slot_s)
+                forecast = dataclasses.replace(forecast, burst_s=min(forecast.burst_s, span))
+            self.plan = self._plan(forecast, now)
+            self.arrived = 0
+        self.arrived += count
+        self.recent.append(now)
 
     def on_served(self, now: float, function: str, batch: int) -> None:
         self.inflight[function] -= batch
 
     def decide(self, now: float, instances: Sequence[InstanceView]) -> Decision:
         return decide(
-            self.plan, now, instances, active=self.active, inflight=self.inflight, previous=self.previous
+            self.plan,
+            now,
+            instances,
+            active=self.active,
+            inflight=self.inflight,
+            previous=self.previous,
+            arrived=self.arrived,
         )
 
     def shape(self, function: str) -> tuple[str, int]:

@@ -53,6 +53,7 @@ class PredictResponse(_message.Message):
     PREDICTED_AT_FIELD_NUMBER: _builtins.int
     LAST_ARRIVAL_FIELD_NUMBER: _builtins.int
     SLOT_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
     app: _builtins.str
     count: _builtins.int
     """Predicted invocations arriving together (an upper bound, by design)."""
@@ -80,6 +81,12 @@ class PredictResponse(_message.Message):
     def slot(self) -> _duration_pb2.Duration:
         """Slot length of the history the prediction was made on."""
 
+    @_builtins.property
+    def burst(self) -> _duration_pb2.Duration:
+        """How long one arrival's `count` requests take to come: the widest span of recent bursts,
+        with margin, at most `slot` (0 when they come at once).
+        """
+
     def __init__(
         self,
         *,
@@ -93,10 +100,11 @@ class PredictResponse(_message.Message):
         predicted_at: _timestamp_pb2.Timestamp | None = ...,
         last_arrival: _timestamp_pb2.Timestamp | None = ...,
         slot: _duration_pb2.Duration | None = ...,
+        burst: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["keep_alive", b"keep_alive", "last_arrival", b"last_arrival", "next_it", b"next_it", "predicted_at", b"predicted_at", "slot", b"slot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "keep_alive", b"keep_alive", "last_arrival", b"last_arrival", "next_it", b"next_it", "predicted_at", b"predicted_at", "slot", b"slot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "count", b"count", "keep_alive", b"keep_alive", "last_arrival", b"last_arrival", "model", b"model", "next_it", b"next_it", "predicted_at", b"predicted_at", "reason", b"reason", "recent_error", b"recent_error", "slot", b"slot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "burst", b"burst", "count", b"count", "keep_alive", b"keep_alive", "last_arrival", b"last_arrival", "model", b"model", "next_it", b"next_it", "predicted_at", b"predicted_at", "reason", b"reason", "recent_error", b"recent_error", "slot", b"slot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

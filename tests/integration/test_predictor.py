@@ -74,11 +74,14 @@ def test_predicted_it_follows_the_arrival_pattern(fast_stack: LocalStack) -> Non
         gw.RegisterApp(gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec)), timeout=10)
         first = pred.Predict(predictor_pb2.PredictRequest(app="pulse"), timeout=10)
         assert first.model == "cold-start" and first.reason, "no history: the cold-start rule says so"
+        assert first.burst.ToNanoseconds() == first.slot.ToNanoseconds(), "a burst may take the slot"
         _send(gw, 1, 0)  # the cold start of the worker, before the patterns
         _send(gw, 45, 1 * SLOT)  # pattern A: every slot
         it_a = _trained_it(pred)
         _send(gw, 40, 6 * SLOT)  # pattern B: every sixth slot
         it_b = _trained_it(pred)
+        # pattern B's invocations come one at a time, six slots apart: no spread to wait for
+        assert pred.Predict(predictor_pb2.PredictRequest(app="pulse"), timeout=10).burst.ToNanoseconds() == 0
         assert round(it_a / SLOT) <= 2, f"pattern A arrives every slot, predicted {it_a} s"
         assert round(it_b / SLOT) >= 3, f"pattern B arrives every 6 slots, predicted {it_b} s"
         deadline = time.time() + 5  # arrivals reach Redis in buffered batches

@@ -29,7 +29,13 @@ from smiless.policy.predictors.baselines import (
 )
 from smiless.policy.predictors.idle import IdleTimeDistribution, KeepAlive
 from smiless.policy.predictors.metrics import over_rate, smape, under_rate
-from smiless.policy.predictors.series import SlotSeries, as_series, inter_arrivals, slot_counts
+from smiless.policy.predictors.series import (
+    SlotSeries,
+    as_series,
+    burst_span,
+    inter_arrivals,
+    slot_counts,
+)
 
 if TYPE_CHECKING:
     from smiless.policy.predictors.lstm import CountModel, ItModel, SMIlessPredictor, TrainingBudget
@@ -104,6 +110,7 @@ __all__ = [
     "SlotSeries",
     "TrainingBudget",
     "as_series",
+    "burst_span",
     "cold_start_prediction",
     "fft_extrapolate",
     "inter_arrivals",

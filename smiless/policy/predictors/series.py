@@ -145,6 +145,41 @@ def inter_arrivals(counts: CountsLike) -> IntArray:
     return SlotSeries.from_counts(counts).its
 
 
+BURST_SPAN_BURSTS = 32
+"""How many recent bursts `burst_span` looks at."""
+BURST_SPAN_MARGIN = 1.5
+
+
+def burst_span(
+    arrivals: Sequence[float] | npt.NDArray[np.floating], slot_s: float, bursts: int = BURST_SPAN_BURSTS
+) -> float:
+    """How long one arrival's requests take to come: the largest span, first to last, of the
+    last `bursts` bursts of `arrivals` (ascending timestamps), a burst being the arrivals
+    less than one slot before its last one, with half of it again as margin (the widest of a
+    few bursts understates how long one can take), at most the slot. `slot_s` when there
+    are no arrivals yet.
+
+    The predictors count a slot's requests as one arrival; the controller holds an instance
+    that has served until this long after a burst began, unless the predicted count has
+    come. Requests that come at once (span 0) need no such wait; requests spread over the
+    slot (span near `slot_s`) do."""
+    if not slot_s > 0 or not math.isfinite(slot_s):
+        raise ValueError(f"slot_s must be a positive number of seconds, got {slot_s}")
+    i = len(arrivals) - 1
+    if i < 0:
+        return slot_s
+    widest = 0.0
+    for _ in range(bursts):
+        last = arrivals[i]
+        while i > 0 and arrivals[i - 1] > last - slot_s:
+            i -= 1
+        widest = max(widest, float(last - arrivals[i]))
+        i -= 1
+        if i < 0:
+            break
+    return min(slot_s, BURST_SPAN_MARGIN * widest)
+
+
 def as_series(history: SlotSeries | CountsLike) -> SlotSeries:
     """Accept either a derived series or raw per-slot counts."""
     return history if isinstance(history, SlotSeries) else SlotSeries.from_counts(history)

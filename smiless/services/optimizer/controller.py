@@ -114,6 +114,12 @@ class Controller:
             self.last_seen[app] = last
         self.reported.pop(app, None)
         views = await self.views(app)
+        # While the burst the plan was made at may still be coming, how much of it has: the
+        # plan counts from its latest arrival, so the burst began at most `burst_s` before.
+        arrived = None
+        burst = plan.forecast.burst_s
+        if burst > 0.0 and now < plan.now + burst:
+            arrived = len(await self.svc.store.arrivals(app, start=plan.now - burst))
         d = decide(
             plan,
             time.time(),
@@ -122,6 +128,7 @@ class Controller:
             miss_grace_s=self.settings.miss_grace_s,
             inflight=in_flight(views),
             previous=self.previous.get(app),
+            arrived=arrived,
         )
         for s in d.stops:
             self.svc.spawn(self.svc.stop_instance(s.instance_id, s.reason))

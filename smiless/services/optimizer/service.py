@@ -339,7 +339,8 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         """The planner's forecast and the time it counts from (the last arrival)."""
         it_s = pred.next_it.ToNanoseconds() / 1e9
         keep = pred.keep_alive.ToNanoseconds() / 1e9
-        burst = pred.slot.ToNanoseconds() / 1e9
+        # (a predictor older than `burst` leaves it unset: the whole slot, as it counts one)
+        burst = (pred.burst if pred.HasField("burst") else pred.slot).ToNanoseconds() / 1e9
         forecast = Forecast(it_s if it_s > 0 else math.inf, max(1, pred.count), keep, burst)
         since = seconds(pred.last_arrival)
         return forecast, since if since is not None else time.time()

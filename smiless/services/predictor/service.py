@@ -21,7 +21,7 @@ import grpc
 from smiless import logs
 from smiless.aio import stop_task
 from smiless.config import Settings
-from smiless.policy.predictors import Predictor, SlotSeries, load_predictor, make_predictor
+from smiless.policy.predictors import Predictor, SlotSeries, burst_span, load_predictor, make_predictor
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app, seconds
 from smiless.services.predictor.history import ArrivalHistory, FloatArray
@@ -134,6 +134,7 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
         resp.keep_alive.FromNanoseconds(round(keep * slot * 1e9))
         resp.predicted_at.FromNanoseconds(round(now * 1e9))
         resp.slot.FromNanoseconds(round(slot * 1e9))
+        resp.burst.FromNanoseconds(round(burst_span(arrivals, slot) * 1e9))
         if arrivals.size:
             resp.last_arrival.FromNanoseconds(round(float(arrivals[-1]) * 1e9))
         return resp

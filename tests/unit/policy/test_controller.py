@@ -79,6 +79,21 @@ def test_an_instance_that_served_waits_for_the_rest_of_its_burst() -> None:
     assert [s.reason for s in decide(plan, plan.now + 2.01, [one]).stops] == ["served"]
 
 
+def test_the_burst_counts_its_own_arrivals_not_what_was_served_before() -> None:
+    """An instance that served 18 requests in earlier bursts and the first one of this burst
+    still waits for the rest of it: the arrivals since the plan say how much of the burst
+    has come (stopping on the lifetime count left amber-alert's spread bursts cold)."""
+    plan = fast_plan(["a", "b"], [("a", "b")], 3.0, PROFILES, CONFIGS, Forecast(30.0, 3, 1.0, 2.0), 100.0)
+    fa = plan.functions["a"]
+    t = plan.now + 0.5
+    veteran = view("i1", "a", fa.instance_config, idle_since=t - 0.1, served=19)
+    assert [s.reason for s in decide(plan, t, [veteran]).stops] == ["served"]  # lifetime count
+    d = decide(plan, t, [veteran], arrived=1)
+    assert not d.stops and d.wake_at <= plan.now + 2.0
+    assert [s.reason for s in decide(plan, t, [veteran], arrived=3).stops] == ["served"]
+    assert [s.reason for s in decide(plan, plan.now + 2.01, [veteran], arrived=1).stops] == ["served"]
+
+
 def test_busy_and_starting_instances_are_never_stopped() -> None:
     plan = plan_for(30.0)
     busy = view("i1", "a", "cpu-1", idle_since=None, served=3)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smiless.policy.predictors import SlotSeries, inter_arrivals, slot_counts
+from smiless.policy.predictors import SlotSeries, burst_span, inter_arrivals, slot_counts
 
 
 def test_slot_counts_example() -> None:
@@ -61,3 +61,17 @@ def test_counts_conserve_arrivals(ts: list[float], slot_s: float) -> None:
     assert int(s.its.sum()) == int(s.arrival_slots[-1] - s.arrival_slots[0])
     assert s.elapsed_slots == 0
     assert np.all(s.its >= 1)
+
+
+def test_burst_span_measures_how_spread_recent_bursts_are() -> None:
+    assert burst_span([], 2.0) == 2.0  # nothing seen: a burst may take the whole slot
+    assert burst_span([10.0, 10.0, 10.0, 12.0, 12.0], 2.0) == 0.0  # requests that come at once
+    # spread bursts: the widest, with half again as margin, never beyond the slot
+    assert burst_span([0.0, 0.4, 4.0, 4.2], 2.0) == pytest.approx(0.6)
+    assert burst_span([0.0, 1.5, 1.9, 4.0], 2.0) == 2.0
+    # only the last `bursts` bursts count: an old wide burst is forgotten
+    old_wide = [0.0, 1.9] + [10.0 + 3 * k for k in range(5)]
+    assert burst_span(old_wide, 2.0, bursts=5) == 0.0
+    assert burst_span(old_wide, 2.0, bursts=6) == 2.0
+    with pytest.raises(ValueError, match="slot_s"):
+        burst_span([1.0], 0.0)
