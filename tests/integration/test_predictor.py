@@ -81,7 +81,8 @@ def test_predicted_it_follows_the_arrival_pattern(fast_stack: LocalStack) -> Non
         _send(gw, 40, 6 * SLOT)  # pattern B: every sixth slot
         it_b = _trained_it(pred)
         # pattern B's invocations come one at a time, six slots apart: no spread to wait for
-        assert pred.Predict(predictor_pb2.PredictRequest(app="pulse"), timeout=10).burst.ToNanoseconds() == 0
+        after_b = pred.Predict(predictor_pb2.PredictRequest(app="pulse"), timeout=10)
+        assert after_b.HasField("burst") and after_b.burst.ToNanoseconds() == 0
         assert round(it_a / SLOT) <= 2, f"pattern A arrives every slot, predicted {it_a} s"
         assert round(it_b / SLOT) >= 3, f"pattern B arrives every 6 slots, predicted {it_b} s"
         deadline = time.time() + 5  # arrivals reach Redis in buffered batches

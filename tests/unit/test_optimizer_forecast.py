@@ -1,0 +1,34 @@
+"""The optimizer reads the planner's forecast from the predictor's answer."""
+
+from __future__ import annotations
+
+import math
+
+from smiless.services.optimizer.service import OptimizerService
+from smiless.v1 import predictor_pb2
+
+
+def _answer(**fields: float) -> predictor_pb2.PredictResponse:
+    resp = predictor_pb2.PredictResponse(app="a", count=5)
+    resp.next_it.FromNanoseconds(round(6e9))
+    resp.keep_alive.FromNanoseconds(round(10e9))
+    resp.slot.FromNanoseconds(round(2e9))
+    resp.last_arrival.FromNanoseconds(round(1_700_000_000e9))
+    if "burst" in fields:
+        resp.burst.FromNanoseconds(round(fields["burst"] * 1e9))
+    return resp
+
+
+def test_the_burst_is_the_predictors_and_the_slot_when_it_gives_none() -> None:
+    forecast, since = OptimizerService._forecast(_answer(burst=0.0))
+    assert (forecast.it_s, forecast.count, forecast.keep_alive_s, forecast.burst_s) == (6.0, 5, 10.0, 0.0)
+    assert since == 1_700_000_000.0
+    assert OptimizerService._forecast(_answer(burst=0.75))[0].burst_s == 0.75
+    # an older predictor does not send it: its requests may take the whole slot to come
+    assert OptimizerService._forecast(_answer())[0].burst_s == 2.0
+
+
+def test_no_predicted_arrival_is_an_infinite_it() -> None:
+    resp = _answer(burst=0.0)
+    resp.next_it.FromNanoseconds(0)
+    assert math.isinf(OptimizerService._forecast(resp)[0].it_s)
