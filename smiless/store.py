@@ -318,10 +318,13 @@ class Store:
         rows = await self.redis.xrevrange(arrivals_key(app), "+", "-", count=1)
         return float(rows[0][1][b"t"]) if rows else None
 
-    async def arrivals(self, app: str, start: float | None = None, end: float | None = None) -> list[float]:
+    async def arrivals(
+        self, app: str, start: float | None = None, end: float | None = None, count: int | None = None
+    ) -> list[float]:
+        """Arrival times in [start, end], the first `count` of them when given."""
         lo = str(int(start * 1000)) if start is not None else "-"
         hi = str(int(end * 1000)) if end is not None else "+"
-        rows = await self.redis.xrange(arrivals_key(app), lo, hi)
+        rows = await self.redis.xrange(arrivals_key(app), lo, hi, count=count)
         return [float(fields[b"t"]) for _, fields in rows]
 
     async def arrivals_after(self, app: str, after: tuple[int, int] | None, count: int) -> ArrivalEntries:

@@ -35,6 +35,7 @@ async def test_arrivals_range_and_retention(redis_url: str) -> None:
     now = time.time()
     await store.record_arrivals("a", [now - 100, now - 50, now - 1], retention_s=3600)
     assert len(await store.arrivals("a")) == 3
+    assert await store.arrivals("a", count=2) == (await store.arrivals("a"))[:2]
     window = await store.arrivals("a", start=now - 60, end=now)
     assert window == pytest.approx([now - 50, now - 1], abs=1e-3)
     await store.close()

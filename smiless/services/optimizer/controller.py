@@ -115,11 +115,13 @@ class Controller:
         self.reported.pop(app, None)
         views = await self.views(app)
         # While the burst the plan was made at may still be coming, how much of it has: the
-        # plan counts from its latest arrival, so the burst began at most `burst_s` before.
+        # plan counts from its latest arrival, so the burst began at most `burst_s` before
+        # (read no further than the predicted count: only whether it has come matters).
         arrived = None
         burst = plan.forecast.burst_s
         if burst > 0.0 and now < plan.now + burst:
-            arrived = len(await self.svc.store.arrivals(app, start=plan.now - burst))
+            start = plan.now - burst
+            arrived = len(await self.svc.store.arrivals(app, start=start, count=plan.forecast.count))
         d = decide(
             plan,
             time.time(),
