@@ -16,52 +16,55 @@ add. Per function f:
   its fastest floor over all configs; down(f): the same from f's end to the last leaf. A
   request that meets the SLA is served at f inside W = [a + up(f), a + sla - down(f)].
 - Allowed configs A_f = {c : up(f) + s_c + down(f) <= sla}: a request served at f on any other
-  config cannot meet the SLA. Let p = min price, s = min s_c and I = min I_c over A_f, and the
-  slack σ_f = sla - up(f) - down(f) - s (a service may start up to σ_f after its earliest time).
+  config cannot meet the SLA. The slack σ_f = sla - up(f) - down(f) - min_c s_c (a service may
+  start up to σ_f after its earliest time). p_c is c's price per second.
 
 Derivation, for one function f. Let τ_i be the time the service of request i at f starts, on
 an instance of an allowed config. Then τ_i ∈ [a_i + up, a_i + up + σ_f]; since these windows
 are shifts of one interval, the k-th smallest τ lies in the k-th request's window, so take the
-τ sorted with the arrivals: consecutive starts are d_i = τ_{i+1} - τ_i >= max(0, Δa_i - σ_f)
-apart. Charge, at p per second, only moments when an allowed instance is certainly alive:
-(1) each service interval [τ_i, τ_i + s]; (2) in each gap between a service's end and the
-next service's start, the instance that serves next: it is alive from its start command,
-which is at least I before it serves, so it is alive in that gap for at least
-min(gap, I); (3) the first server's init, I, before τ_1 (with a warm-up, when instances may
-start before the cost window opens at 0, only its part inside the window: the server is
-alive from its start command, at least I before τ_1 >= a_1 >= 0, so for at least min(I, a_1)
-of [0, τ_1]). These charged intervals are disjoint in time, so the cost is at least p x
-their total length, p · (I + s + Σ_i h(d_i)) with
-h(d) = min(d, s) + min(max(0, d - s), I) = min(d, K), K = s + I.
+τ sorted with the arrivals: for i < j, τ_j - τ_i >= max(0, a_j - a_i - σ_f).
 
-h is concave with h(0) = 0, hence subadditive: for any chain of requests i_1 < i_2 < ... the
-consecutive gaps between two chain members add up to their distance, so Σ_i h(d_i) >=
-Σ_k h(τ_{i_{k+1}} - τ_{i_k}) >= Σ_k h(max(0, a_{i_{k+1}} - a_{i_k} - σ_f)) (windows, h
-non-decreasing). The bound takes the best chain (a dynamic programme over the arrivals):
+Take any chain of requests i_1 < i_2 < ... and, for each link, the interval [τ_{i_k},
+τ_{i_{k+1}}) of length d. Charge, at their instances' prices, only moments inside it when an
+instance is certainly alive: the server of i_k serves from τ_{i_k} for at least s_c, and the
+server of i_{k+1} is alive from its start command, at least I_{c'} before it serves (an
+instance inits before its first service, and stays alive from start to stop). If one instance
+serves both, it is alive the whole link: at least p_c·min(d, s_c + I_c). If two serve them, both
+are charged: p_c·min(d, s_c) + p_{c'}·min(d, I_{c'}). Neither config is known, so the link costs
+at least
 
-    cost_f >= p · ( I + s + max over chains Σ_k min(max(0, a_{i_{k+1}} - a_{i_k} - σ_f), K) ).
+    L(d) = min( min_c p_c·min(d, s_c + I_c),  min_c p_c·min(d, s_c) + min_c p_c·min(d, I_c) )
 
-(Adjacent requests alone give Σ_i h(max(0, Δa_i - σ_f)), which is ~0 when arrivals come more
-often than σ_f; a chain that skips requests keeps their spread.) The app's bound is the sum
-over its functions (instances serve one function). Every
-term is charged inside the cost window [0, last arrival + sla]. It is a relaxation in every
-direction: batching is free, several instances at once are charged as one, an init is as
-short as the model allows, the price is the cheapest that could meet the SLA, and each
-function is placed independently of the others.
+(minimising each term on its own only lowers it). The links' intervals are disjoint in time,
+and so are the first server's init before τ_1 (at least min_c p_c·I_c; with a warm-up, when
+instances may start before the cost window opens at 0, only its part inside the window:
+min_c p_c·min(I_c, a_1)) and the last service after τ_n (at least min_c p_c·s_c). L is
+non-decreasing in d and τ-links are at least their arrival distance less σ_f long, so the bound
+takes the best chain (a dynamic programme over the arrivals):
+
+    cost_f >= min_c p_c·I_c + min_c p_c·s_c + max over chains Σ_k L(max(0, a_{i_{k+1}} - a_{i_k} - σ_f)).
+
+(Adjacent requests alone give ~0 when arrivals come more often than σ_f; a chain that skips
+requests keeps their spread.) The app's bound is the sum over its functions (instances serve
+one function). Every term is charged inside the cost window [0, last arrival + sla]. It is a
+relaxation in every direction: batching is free, several instances at once are charged as
+one, an init is as short as the model allows, each link may pick its own configs, and each
+function is placed independently of the others (its slack as if every other stage were at
+its fastest).
 
 **The work term.** The chain term charges one instance at a time, so it misses the work of
 requests that come together or more often than an instance can serve them. A second bound
 on the same cost_f counts that work. The inference model is linear in the batch,
 T_c(B) = T_c(1) + (B - 1)·w_c with w_c = T_c(2) - T_c(1) >= 0, and a batch takes at least φ
-times it. Let m = min over A_f of price_c · φ · w_c (the least a request can add to a batch's
+times it. Let m = min over A_f of p_c · φ · w_c (the least a request adds to a batch's
 cost), and n the number of requests counted. An instance serves one batch at a time and its
-init comes before its first batch, so its cost is at least price_c x (its init + the
+init comes before its first batch, so its cost is at least p_c x (its init + the
 durations of its batches); a batch of B requests on c costs at least
-price_c · φ · T_c(B) >= B·m (and at least p·s); at least one instance is started (p·I).
-Summing over instances and batches (a request that meets the SLA is served at f in a batch
-on an allowed config, so the batches hold all n of them):
+p_c · φ · T_c(B) >= B·m (and at least p_c·s_c); at least one instance is started. Summing
+over instances and batches (a request that meets the SLA is served at f in a batch on an
+allowed config, so the batches hold all n of them):
 
-    cost_f >= p · I + max(n · m, p · s).
+    cost_f >= min_c p_c·I_c + max(n · m, min_c p_c·s_c).
 
 Both terms bound the same cost_f, so the bound per function is the larger of the two.
 
@@ -71,17 +74,79 @@ meet the SLA there, so the requests the bound counts are none.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from smiless.catalogue import HardwareConfig
 from smiless.sim.model import Noise, SimApp, profile_on
 
 
+def _lower_envelope(pairs: Iterable[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """The (price, length) pairs whose p·min(d, length) is the least for some d: a pair is
+    dropped when another is no dearer per second and no dearer in all (p'·K' <= p·K)."""
+    kept: list[tuple[float, float]] = []
+    for p, k in sorted(pairs, key=lambda r: (r[0], -r[1])):
+        if all(p * k < q * j for q, j in kept):
+            kept.append((p, k))
+    return tuple(kept)
+
+
+def _least(pairs: tuple[tuple[float, float], ...], d: float) -> float:
+    return min(p * (d if d < k else k) for p, k in pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionBound:
+    """What the bound knows of one function (see the module docstring): the slack σ, and per
+    allowed config c its price p_c, service floor s_c and init floor I_c, kept as the lower
+    envelopes the bound takes its minima over; m, the least a request adds to a batch."""
+
+    slack: float
+    whole: tuple[tuple[float, float], ...]
+    """(p_c, s_c + I_c): one instance serves both ends of a link."""
+    serve: tuple[tuple[float, float], ...]
+    """(p_c, s_c)"""
+    start: tuple[tuple[float, float], ...]
+    """(p_c, I_c)"""
+    m: float
+
+    @classmethod
+    def of(cls, slack: float, rows: Iterable[tuple[float, float, float]], m: float) -> FunctionBound:
+        """From (p_c, s_c, I_c) per allowed config."""
+        rows = list(rows)
+        return cls(
+            slack,
+            _lower_envelope((p, s + i) for p, s, i in rows),
+            _lower_envelope((p, s) for p, s, _ in rows),
+            _lower_envelope((p, i) for p, _, i in rows),
+            m,
+        )
+
+    def link(self, d: float) -> float:
+        """The least alive-cost inside a link d long: L(d) of the module docstring."""
+        if d <= 0.0:
+            return 0.0
+        return min(_least(self.whole, d), _least(self.serve, d) + _least(self.start, d))
+
+    @property
+    def reach(self) -> float:
+        """L(d) is constant for d at least this long."""
+        return max(k for _, k in (*self.whole, *self.serve, *self.start))
+
+    def first(self, before: float = float("inf")) -> float:
+        """The first server's init, of which at most `before` falls inside the window."""
+        return _least(self.start, before)
+
+    @property
+    def last(self) -> float:
+        """The last service: min p_c·s_c."""
+        return _least(self.serve, float("inf"))
+
+
 def function_bounds(
     app: SimApp, catalogue: Mapping[str, HardwareConfig], noise: Noise
-) -> dict[str, tuple[float, float, float, float, float] | None]:
-    """Per function: (price per second p, service floor s, init floor I, slack σ, the least
-    cost m a request adds to a batch), or None when no config can meet the SLA (see the
+) -> dict[str, FunctionBound | None]:
+    """Per function its `FunctionBound`, or None when no config can meet the SLA (see the
     module docstring)."""
     dag = app.dag
     fastest: dict[str, float] = {}
@@ -107,7 +172,7 @@ def function_bounds(
     down: dict[str, float] = {}
     for f in reversed(dag.functions):
         down[f] = max((fastest[c] + down[c] for c in dag.children[f]), default=0.0)
-    out: dict[str, tuple[float, float, float, float, float] | None] = {}
+    out: dict[str, FunctionBound | None] = {}
     eps = 1e-9
     for f in dag.functions:
         room = app.sla_s - up[f] - down[f]
@@ -115,11 +180,8 @@ def function_bounds(
         if not allowed:
             out[f] = None
             continue
-        p = min(r[0] for r in allowed)
-        s = min(r[1] for r in allowed)
-        init = min(r[2] for r in allowed)
-        m = min(r[3] for r in allowed)
-        out[f] = (p, s, init, max(0.0, room - s), m)
+        slack = max(0.0, room - min(r[1] for r in allowed))
+        out[f] = FunctionBound.of(slack, (r[:3] for r in allowed), min(r[3] for r in allowed))
     return out
 
 
@@ -135,7 +197,7 @@ def lower_bound(
     (derivation in the module docstring): per function, the larger of the chain and the work
     term. `warmup_s` > 0 (the policy could start instances before the cost window, see
     `simulate`): the first server's init is charged only for the part that must fall inside
-    the window, min(I, first arrival); every other term is unchanged."""
+    the window, min(I_c, first arrival); every other term is unchanged."""
     every = sorted(arrivals)
     if not every:
         return 0.0
@@ -145,31 +207,31 @@ def lower_bound(
     for bound in function_bounds(app, catalogue, noise).values():
         if bound is None:
             continue
-        p, s, init, slack, m = bound
-        cap = s + init
-        first = init if warmup_s <= 0.0 else min(init, max(0.0, every[0]))
-        chain = p * (s + first + best_chain(times, slack, cap))
-        work = p * first + max(n * m, p * s)
+        first = bound.first() if warmup_s <= 0.0 else bound.first(max(0.0, every[0]))
+        chain = first + bound.last + best_chain(times, bound.slack, bound.link, bound.reach)
+        work = first + max(n * bound.m, bound.last)
         total += max(chain, work)
     return total
 
 
-def best_chain(times: list[float], slack: float, cap: float) -> float:
-    """max over chains of sorted `times` of Σ min(max(0, gap - slack), cap), in O(n·w) with w
-    the arrivals within `slack + cap` of one another: links longer than that pay `cap`
-    whatever they are, so only the best chain value before them matters (a prefix maximum)."""
+def best_chain(times: list[float], slack: float, link: Callable[[float], float], reach: float) -> float:
+    """max over chains of sorted `times` of Σ link(max(0, gap - slack)), for a non-decreasing
+    `link` that is constant from `reach` on, in O(n·w) with w the arrivals within
+    `slack + reach` of one another: longer links all pay link(reach), so only the best chain
+    value before them matters (a prefix maximum)."""
     n = len(times)
+    full = link(reach)
     best = [0.0] * n
     prefix = [0.0] * n
-    lo = 0  # times[:lo] are at least slack + cap before times[j]: their links pay cap
+    lo = 0  # times[:lo] are at least slack + reach before times[j]: their links pay `full`
     for j in range(n):
         t = times[j]
-        while lo < j and times[lo] <= t - slack - cap:
+        while lo < j and times[lo] <= t - slack - reach:
             lo += 1
-        b = prefix[lo - 1] + cap if lo > 0 else 0.0
+        b = prefix[lo - 1] + full if lo > 0 else 0.0
         i = lo
         while i < j and times[i] < t - slack:
-            v = best[i] + (t - times[i] - slack)
+            v = best[i] + link(t - times[i] - slack)
             if v > b:
                 b = v
             i += 1
