@@ -77,15 +77,15 @@ def standard_workloads(
     history_minutes: int = HISTORY_MINUTES,
     seed: int = 0,
 ) -> list[tuple[str, Workload]]:
-    """(app name, workload) of the documented matrix."""
-    trace = load_trace(trace_path)
-    rows = select_rows(trace, len(apps))
+    """(app name, workload) of the documented matrix: each reference app has its own row,
+    whichever of them are asked for and in whatever order."""
+    unknown = [a for a in apps if a not in REFERENCE_APPS]
+    if unknown:
+        raise ValueError(f"apps: {', '.join(unknown)} not among the matrix's {', '.join(REFERENCE_APPS)}")
+    rows = dict(zip(REFERENCE_APPS, select_rows(load_trace(trace_path), len(REFERENCE_APPS)), strict=True))
     return [
-        (
-            name,
-            Workload(row.counts, history_minutes, slot_s, spread, seed, row.hash_function),
-        )
-        for name, row in zip(apps, rows, strict=True)
+        (name, Workload(rows[name].counts, history_minutes, slot_s, spread, seed, rows[name].hash_function))
+        for name in apps
     ]
 
 

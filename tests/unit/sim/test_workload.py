@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from smiless.bench.policies import standard_workloads
+from smiless.bench.predictor import DEFAULT_TRACE
+from smiless.sim import REFERENCE_APPS
 from smiless.sim.workload import Workload, eligible, it_cv, select_rows, synthetic_counts
 from smiless.trace import load_trace
 
@@ -47,3 +50,17 @@ def test_synthetic_rows_follow_rate_and_burstiness() -> None:
     # the diurnal curve: afternoon busier than night over all apps together
     total = np.sum(rows, axis=0)
     assert total[15 * 60 : 16 * 60].sum() > total[2 * 60 : 3 * 60].sum()
+
+
+@pytest.mark.skipif(not Path(DEFAULT_TRACE).exists(), reason="Azure sample not beside the checkout")
+def test_each_reference_app_keeps_its_row_whichever_apps_are_asked_for() -> None:
+    """A part of the matrix (or another order) replays each app's own row, not the row at its
+    position in the list: the rows used to be zipped with the apps asked for."""
+    full = dict(standard_workloads(DEFAULT_TRACE))
+    assert set(full) == set(REFERENCE_APPS)
+    for name in reversed(REFERENCE_APPS):
+        ((got, wl),) = standard_workloads(DEFAULT_TRACE, apps=[name])
+        assert got == name and wl.source == full[name].source
+        assert np.array_equal(wl.counts, full[name].counts)
+    with pytest.raises(ValueError, match="apps: nope"):
+        standard_workloads(DEFAULT_TRACE, apps=["nope"])
