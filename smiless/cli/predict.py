@@ -33,10 +33,11 @@ def predict(
         print_json(to_dict(p))
         return
     t = Table(title=f"{name}: forecast")
-    for col in ("next IT s", "count", "keep-alive s", "model", "recent sMAPE", "slot s"):
+    for col in ("next IT s", "median IT s", "count", "keep-alive s", "model", "recent sMAPE", "slot s"):
         t.add_column(col)
     t.add_row(
         f"{secs(p.next_it):.3g}",
+        f"{secs(p.next_it_median):.3g}" if p.HasField("next_it_median") else "-",
         str(p.count),
         f"{secs(p.keep_alive):.3g}",
         p.model,

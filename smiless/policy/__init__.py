@@ -35,6 +35,7 @@ from smiless.policy.search import (
     explain,
     fast_plan,
     lowest_latency_plan,
+    sla_aware_plan,
 )
 from smiless.policy.workflow import Dag, DagError, all_paths, decompose, timing
 
@@ -73,5 +74,6 @@ __all__ = [
     "pareto_front",
     "profile_for",
     "scale",
+    "sla_aware_plan",
     "timing",
 ]

@@ -60,6 +60,11 @@ class Forecast:
     burst_s: float = 0.0
     """How long one arrival's `count` requests may take to come: the predictor's slot, since
     it counts the requests of one slot as one arrival (0: they come at once)."""
+    it_median_s: float | None = None
+    """The predictor's uncorrected median IT when `it_s` is shrunk below it so that pre-warms
+    are rarely late (the SMIless correction); None when there is no such median. The planner
+    plans with it where a late pre-warm, a cold start, still meets the SLA
+    (`search.sla_aware_plan`)."""
 
     def __post_init__(self) -> None:
         if not self.it_s > 0.0:
@@ -70,6 +75,8 @@ class Forecast:
             raise ValueError(f"forecast.keep_alive_s must be >= 0, got {self.keep_alive_s!r}")
         if not self.burst_s >= 0.0:
             raise ValueError(f"forecast.burst_s must be >= 0, got {self.burst_s!r}")
+        if self.it_median_s is not None and not self.it_median_s > 0.0:
+            raise ValueError(f"forecast.it_median_s must be > 0, got {self.it_median_s!r}")
 
     @classmethod
     def from_slots(cls, prediction: SlotPrediction, slot_s: float) -> Forecast:
@@ -77,7 +84,14 @@ class Forecast:
         of `slot_s` seconds. Its IT counts from the last arrival, so plan with `now` = the
         last arrival's time (the caller's clock minus `elapsed_slots` slots)."""
         keep = prediction.keep_alive_slots
-        return cls(prediction.it_slots * slot_s, max(prediction.count, 1), (keep or 0) * slot_s, slot_s)
+        median = prediction.it_median_slots
+        return cls(
+            prediction.it_slots * slot_s,
+            max(prediction.count, 1),
+            (keep or 0) * slot_s,
+            slot_s,
+            None if median is None else median * slot_s,
+        )
 
 
 class SlotPrediction(Protocol):
@@ -90,6 +104,8 @@ class SlotPrediction(Protocol):
     def count(self) -> int: ...
     @property
     def keep_alive_slots(self) -> int | None: ...
+    @property
+    def it_median_slots(self) -> int | None: ...
 
 
 class Candidate(NamedTuple):

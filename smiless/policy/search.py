@@ -796,6 +796,78 @@ def lowest_latency_plan(
     return _finish(p, [len(lt) - 1 for lt in p.lats], "fastest", now, 1, False)
 
 
+_COLD_ROUNDS = 4
+"""Plans `sla_aware_plan` tries for the median IT before it keeps the shrunk IT's."""
+
+
+def cold_latency_s(plan: Plan) -> float:
+    """End-to-end latency of a request that finds no instance warm: every stage is started
+    when it arrives (the controller starts at once a stage whose inputs are due sooner than
+    its init) and serves at the later of its init (μ + kσ) and its inputs."""
+    finish: dict[str, float] = {}
+    for f in plan.dag.functions:  # topological order
+        fp = plan.functions[f]
+        inputs = max((finish[u] for u in plan.dag.parents[f]), default=0.0)
+        finish[f] = max(fp.init_s, inputs) + fp.latency_s
+    return max(finish.values())
+
+
+def sla_aware_plan(
+    functions: Iterable[str],
+    edges: Iterable[tuple[str, str]],
+    sla_s: float,
+    profiles: Mapping[str, FunctionProfiles],
+    catalogue: Mapping[str, HardwareConfig],
+    forecast: Forecast,
+    now: float = 0.0,
+    *,
+    top_k: int = 1,
+    k_sigma: float = DEFAULT_K_SIGMA,
+    headroom: float = 0.0,
+) -> Plan:
+    """`fast_plan` (same arguments), with the IT the SLA can afford.
+
+    The SMIless predictor shrinks its median IT (`Forecast.it_median_s`) so that it rarely
+    over-estimates, because a pre-warm timed by an over-estimate comes late and the request
+    meets a cold start. Where the plan for the median IT meets its latency target even from
+    cold (`cold_latency_s`), a late pre-warm costs no violation and the shrink buys only idle
+    time (a bursty app's shrunk IT is one slot: kept warm for good): that plan is taken.
+    Otherwise, or without a median, the plan for the shrunk IT."""
+    functions, edges = list(functions), list(edges)
+
+    def plan_for(fc: Forecast, sla: float) -> Plan:
+        return fast_plan(
+            functions, edges, sla, profiles, catalogue, fc, now, top_k=top_k, k_sigma=k_sigma,
+            headroom=headroom,
+        )  # fmt: skip
+
+    safe = plan_for(forecast, sla_s)
+    median = forecast.it_median_s
+    if median is None or median <= forecast.it_s or not safe.feasible:
+        return safe
+    # The median's plan, made faster until its cold latency fits the safe plan's target: each
+    # round plans to a warm latency below the last one's by what its cold start overshot.
+    target = safe.latency_target_s
+    bold_forecast = replace(forecast, it_s=median)
+    tighter = sla_s
+    for _ in range(_COLD_ROUNDS):
+        bold = plan_for(bold_forecast, tighter)
+        if not bold.feasible:
+            break
+        cold = cold_latency_s(bold)
+        if cold <= target + SLA_EPS:
+            why = (
+                f"{bold.reason}; planned for the median IT {median:g} s, not the shrunk {forecast.it_s:g} s: "
+                f"a cold start meets the target {target:.3f} s too ({cold:.3f} s)"
+            )
+            return replace(bold, sla_s=sla_s, reason=why, target_s=bold.latency_target_s)
+        need = bold.latency_s - (cold - target) - SLA_EPS  # warm latency must drop by the overshoot
+        if need <= 0.0:
+            break
+        tighter = need / (1.0 - headroom)
+    return safe
+
+
 # --- explanation ---------------------------------------------------------------------------------
 
 

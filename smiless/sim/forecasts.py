@@ -121,12 +121,12 @@ class PlanCache:
         self.planner = planner
         self.app = app
         self.catalogue = catalogue
-        self.plans: dict[tuple[float, int, float], Plan] = {}
+        self.plans: dict[tuple[float, int, float, float | None], Plan] = {}
         self.hits = 0
         self.misses = 0
 
     def plan(self, forecast: Forecast, now: float) -> Plan:
-        key = (forecast.it_s, forecast.count, forecast.keep_alive_s)
+        key = (forecast.it_s, forecast.count, forecast.keep_alive_s, forecast.it_median_s)
         base = self.plans.get(key)
         if base is None:
             self.misses += 1
@@ -135,8 +135,13 @@ class PlanCache:
             self.hits += 1
         plan = shift(base, now)
         # The planner does not read `burst_s` (the controller does): same plan, the caller's
-        # forecast.
-        return plan if plan.forecast == forecast else dataclasses.replace(plan, forecast=forecast)
+        # burst (the rest of the plan's forecast is what it was planned for: its IT may be the
+        # median, see `sla_aware_plan`).
+        if plan.forecast.burst_s == forecast.burst_s:
+            return plan
+        return dataclasses.replace(
+            plan, forecast=dataclasses.replace(plan.forecast, burst_s=forecast.burst_s)
+        )
 
 
 def shift(plan: Plan, now: float) -> Plan:

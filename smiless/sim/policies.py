@@ -1,12 +1,12 @@
 """Every simulated policy: smiless and its ablations, the baselines, and the registry.
 
 **smiless** = the optimizer service's loop: on each arrival, forecast (the SMIless predictor's
-prediction for the history so far) and re-plan with `fast_plan`; at every event and at the
-wake-up it asks for, `smiless.policy.controller.decide` on that plan. Both are imported, not
-re-implemented. Variants: `smiless-homo` plans on the CPU configs only; `smiless-no-dag`
-pre-warms every stage as if it were the entry (its `prewarm_at_s` moved back by its ready
-offset: the reference's ablation, which ignores the cascade); `oracle` is smiless fed the true
-next IT and the largest true count within an init after it (reads the future on purpose;
+prediction for the history so far) and re-plan with `sla_aware_plan` (the fast search); at
+every event and at the wake-up it asks for, `smiless.policy.controller.decide` on that plan.
+Both are imported, not re-implemented. Variants: `smiless-homo` plans on the CPU configs
+only; `smiless-no-dag` pre-warms every stage as if it were the entry (its `prewarm_at_s` moved
+back by its ready offset: the reference's ablation, which ignores the cascade); `oracle` is
+smiless fed the true next IT and the largest true count within an init after it (reads the future on purpose;
 `forecasts.truth_timeline` says why the horizon).
 
 The controller is told, per function, the invocations in flight (arrived, not yet served
@@ -37,7 +37,7 @@ from smiless.catalogue import HardwareConfig, Kind
 from smiless.policy.controller import Decision, InstanceView, StartInstance, StopInstance, decide
 from smiless.policy.costmodel import Forecast
 from smiless.policy.predictors import burst_span, fft_extrapolate
-from smiless.policy.search import DEFAULT_HEADROOM, Plan, fast_plan
+from smiless.policy.search import DEFAULT_HEADROOM, Plan, sla_aware_plan
 from smiless.policy.workflow import all_paths, timing
 from smiless.sim.forecasts import (
     PlanCache,
@@ -55,7 +55,7 @@ _NOTHING = Decision((), (), math.inf)
 
 
 def _fast(app: SimApp, catalogue: Mapping[str, HardwareConfig], forecast: Forecast) -> Plan:
-    return fast_plan(
+    return sla_aware_plan(
         app.dag.functions,
         app.dag.edges,
         app.sla_s,

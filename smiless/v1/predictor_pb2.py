@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asmiless/v1/predictor.proto\x12\nsmiless.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1d\n\x0ePredictRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"\xf4\x02\n\x0fPredictResponse\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12*\n\x07next_it\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12-\n\nkeep_alive\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0crecent_error\x18\x06 \x01(\x01\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x30\n\x0cpredicted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_arrival\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04slot\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05\x62urst\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\"t\n\x11GetHistoryRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x12GetHistoryResponse\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12,\n\x08\x61rrivals\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x12LoadHistoryRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12,\n\x08\x61rrivals\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07replace\x18\x03 \x01(\x08\"%\n\x13LoadHistoryResponse\x12\x0e\n\x06loaded\x18\x01 \x01(\x03\x32\xec\x01\n\tPredictor\x12\x42\n\x07Predict\x12\x1a.smiless.v1.PredictRequest\x1a\x1b.smiless.v1.PredictResponse\x12K\n\nGetHistory\x12\x1d.smiless.v1.GetHistoryRequest\x1a\x1e.smiless.v1.GetHistoryResponse\x12N\n\x0bLoadHistory\x12\x1e.smiless.v1.LoadHistoryRequest\x1a\x1f.smiless.v1.LoadHistoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asmiless/v1/predictor.proto\x12\nsmiless.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1d\n\x0ePredictRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"\xa7\x03\n\x0fPredictResponse\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12*\n\x07next_it\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\x12-\n\nkeep_alive\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0crecent_error\x18\x06 \x01(\x01\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x30\n\x0cpredicted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0clast_arrival\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04slot\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05\x62urst\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0enext_it_median\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\"t\n\x11GetHistoryRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x12GetHistoryResponse\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12,\n\x08\x61rrivals\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x12LoadHistoryRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12,\n\x08\x61rrivals\x18\x02 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07replace\x18\x03 \x01(\x08\"%\n\x13LoadHistoryResponse\x12\x0e\n\x06loaded\x18\x01 \x01(\x03\x32\xec\x01\n\tPredictor\x12\x42\n\x07Predict\x12\x1a.smiless.v1.PredictRequest\x1a\x1b.smiless.v1.PredictResponse\x12K\n\nGetHistory\x12\x1d.smiless.v1.GetHistoryRequest\x1a\x1e.smiless.v1.GetHistoryResponse\x12N\n\x0bLoadHistory\x12\x1e.smiless.v1.LoadHistoryRequest\x1a\x1f.smiless.v1.LoadHistoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,15 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTREQUEST']._serialized_start=107
   _globals['_PREDICTREQUEST']._serialized_end=136
   _globals['_PREDICTRESPONSE']._serialized_start=139
-  _globals['_PREDICTRESPONSE']._serialized_end=511
-  _globals['_GETHISTORYREQUEST']._serialized_start=513
-  _globals['_GETHISTORYREQUEST']._serialized_end=629
-  _globals['_GETHISTORYRESPONSE']._serialized_start=631
-  _globals['_GETHISTORYRESPONSE']._serialized_end=710
-  _globals['_LOADHISTORYREQUEST']._serialized_start=712
-  _globals['_LOADHISTORYREQUEST']._serialized_end=808
-  _globals['_LOADHISTORYRESPONSE']._serialized_start=810
-  _globals['_LOADHISTORYRESPONSE']._serialized_end=847
-  _globals['_PREDICTOR']._serialized_start=850
-  _globals['_PREDICTOR']._serialized_end=1086
+  _globals['_PREDICTRESPONSE']._serialized_end=562
+  _globals['_GETHISTORYREQUEST']._serialized_start=564
+  _globals['_GETHISTORYREQUEST']._serialized_end=680
+  _globals['_GETHISTORYRESPONSE']._serialized_start=682
+  _globals['_GETHISTORYRESPONSE']._serialized_end=761
+  _globals['_LOADHISTORYREQUEST']._serialized_start=763
+  _globals['_LOADHISTORYREQUEST']._serialized_end=859
+  _globals['_LOADHISTORYRESPONSE']._serialized_start=861
+  _globals['_LOADHISTORYRESPONSE']._serialized_end=898
+  _globals['_PREDICTOR']._serialized_start=901
+  _globals['_PREDICTOR']._serialized_end=1137
 # @@protoc_insertion_point(module_scope)

@@ -54,6 +54,7 @@ class PredictResponse(_message.Message):
     LAST_ARRIVAL_FIELD_NUMBER: _builtins.int
     SLOT_FIELD_NUMBER: _builtins.int
     BURST_FIELD_NUMBER: _builtins.int
+    NEXT_IT_MEDIAN_FIELD_NUMBER: _builtins.int
     app: _builtins.str
     count: _builtins.int
     """Predicted invocations arriving together (an upper bound, by design)."""
@@ -87,6 +88,13 @@ class PredictResponse(_message.Message):
         with margin, at most `slot` (0 when they come at once).
         """
 
+    @_builtins.property
+    def next_it_median(self) -> _duration_pb2.Duration:
+        """The IT model's uncorrected median, when `next_it` shrinks it so that pre-warms are rarely
+        late (the SMIless correction); unset for predictors without one. The optimizer plans with
+        it where even a cold start meets the SLA.
+        """
+
     def __init__(
         self,
         *,
@@ -101,10 +109,11 @@ class PredictResponse(_message.Message):
         last_arrival: _timestamp_pb2.Timestamp | None = ...,
         slot: _duration_pb2.Duration | None = ...,
         burst: _duration_pb2.Duration | None = ...,
+        next_it_median: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "keep_alive", b"keep_alive", "last_arrival", b"last_arrival", "next_it", b"next_it", "predicted_at", b"predicted_at", "slot", b"slot"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "keep_alive", b"keep_alive", "last_arrival", b"last_arrival", "next_it", b"next_it", "next_it_median", b"next_it_median", "predicted_at", b"predicted_at", "slot", b"slot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "burst", b"burst", "count", b"count", "keep_alive", b"keep_alive", "last_arrival", b"last_arrival", "model", b"model", "next_it", b"next_it", "predicted_at", b"predicted_at", "reason", b"reason", "recent_error", b"recent_error", "slot", b"slot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app", b"app", "burst", b"burst", "count", b"count", "keep_alive", b"keep_alive", "last_arrival", b"last_arrival", "model", b"model", "next_it", b"next_it", "next_it_median", b"next_it_median", "predicted_at", b"predicted_at", "reason", b"reason", "recent_error", b"recent_error", "slot", b"slot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

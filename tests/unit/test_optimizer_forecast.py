@@ -16,6 +16,8 @@ def _answer(**fields: float) -> predictor_pb2.PredictResponse:
     resp.last_arrival.FromNanoseconds(round(1_700_000_000e9))
     if "burst" in fields:
         resp.burst.FromNanoseconds(round(fields["burst"] * 1e9))
+    if "median" in fields:
+        resp.next_it_median.FromNanoseconds(round(fields["median"] * 1e9))
     return resp
 
 
@@ -32,3 +34,8 @@ def test_no_predicted_arrival_is_an_infinite_it() -> None:
     resp = _answer(burst=0.0)
     resp.next_it.FromNanoseconds(0)
     assert math.isinf(OptimizerService._forecast(resp)[0].it_s)
+
+
+def test_the_median_it_is_the_predictors_when_it_sends_one() -> None:
+    assert OptimizerService._forecast(_answer(burst=0.0, median=14.0))[0].it_median_s == 14.0
+    assert OptimizerService._forecast(_answer(burst=0.0))[0].it_median_s is None

@@ -41,6 +41,9 @@ class Prediction:
     count_confidence: estimated P(actual count <= count) on validation data; None when not
         measured.
     recent_error: validation sMAPE of the IT prediction (0..2); None when not measured.
+    it_median_slots: the IT model's uncorrected median, when `it_slots` shrinks it so that it
+        rarely over-estimates (the SMIless correction); None for predictors without one. The
+        planner may use it where a late pre-warm still meets the SLA.
     """
 
     it_slots: int
@@ -54,6 +57,7 @@ class Prediction:
     it_confidence: float | None = None
     count_confidence: float | None = None
     recent_error: float | None = None
+    it_median_slots: int | None = None
 
     @property
     def next_in_slots(self) -> int:

@@ -392,6 +392,11 @@ class ItModel:
         raw = self.raw_forecast(s)
         return None if raw is None else int(_shrink(np.array([raw]), self.factors[self.correction])[0])
 
+    def median_forecast(self, s: SlotSeries) -> int | None:
+        """The uncorrected forecast in whole slots (correction "none")."""
+        raw = self.raw_forecast(s)
+        return None if raw is None else int(_shrink(np.array([raw]), 1.0)[0])
+
     def state(self) -> dict[str, Any]:
         return {
             "windows": list(self.windows),
@@ -674,6 +679,7 @@ class SMIlessPredictor(Predictor):
         fallback = cold_start_prediction(s, model="cold-start", reason="", keep_alive_slots=keep.slots)
         reasons: list[str] = []
         it = self.it_model.forecast(s)
+        median = self.it_model.median_forecast(s) if it is not None else None
         if it is None:
             why = (
                 self.it_model.not_fitted_reason
@@ -713,6 +719,7 @@ class SMIlessPredictor(Predictor):
                 else 1.0 - self.count_model.val_under
             ),
             recent_error=self.it_model.val_smape.get(mode) if self.it_model.net is not None else None,
+            it_median_slots=None if median is None else whole_slots(median),
         )
 
     def _state(self) -> dict[str, Any]:

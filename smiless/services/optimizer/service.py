@@ -30,7 +30,7 @@ from smiless.catalogue import HardwareConfig, load_catalogue, mark_runnable
 from smiless.config import Settings
 from smiless.policy.costmodel import Forecast
 from smiless.policy.profile import FunctionProfile
-from smiless.policy.search import Plan, explain, fast_plan
+from smiless.policy.search import Plan, explain, sla_aware_plan
 from smiless.protoutil import set_seconds
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app, seconds
@@ -341,7 +341,10 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         keep = pred.keep_alive.ToNanoseconds() / 1e9
         # (a predictor older than `burst` leaves it unset: the whole slot, as it counts one)
         burst = (pred.burst if pred.HasField("burst") else pred.slot).ToNanoseconds() / 1e9
-        forecast = Forecast(it_s if it_s > 0 else math.inf, max(1, pred.count), keep, burst)
+        median = pred.next_it_median.ToNanoseconds() / 1e9 if pred.HasField("next_it_median") else None
+        forecast = Forecast(
+            it_s if it_s > 0 else math.inf, max(1, pred.count), keep, burst, median if median else None
+        )
         since = seconds(pred.last_arrival)
         return forecast, since if since is not None else time.time()
 
@@ -354,7 +357,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         found = await self._profiles(spec)
         forecast, since = self._forecast(pred if pred is not None else await self.predict(app))
         runnable = {n: c for n, c in self.catalogue.items() if c.runnable}
-        plan = fast_plan(
+        plan = sla_aware_plan(
             spec.function_names,
             spec.edges,
             spec.sla_s,

@@ -135,6 +135,8 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
         resp.predicted_at.FromNanoseconds(round(now * 1e9))
         resp.slot.FromNanoseconds(round(slot * 1e9))
         resp.burst.FromNanoseconds(round(burst_span(arrivals, slot) * 1e9))
+        if pred.it_median_slots is not None:
+            resp.next_it_median.FromNanoseconds(round(pred.it_median_slots * slot * 1e9))
         if arrivals.size:
             resp.last_arrival.FromNanoseconds(round(float(arrivals[-1]) * 1e9))
         return resp

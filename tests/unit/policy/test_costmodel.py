@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -118,6 +118,8 @@ def test_first_request_extra_counts_in_latency_and_cost() -> None:
         (math.nan, 1, 0.0),
         (1.0, 1, 0.0, -1.0),
         (1.0, 1, 0.0, math.nan),
+        (1.0, 1, 0.0, 0.0, 0.0),
+        (1.0, 1, 0.0, 0.0, math.nan),
     ],
 )
 def test_forecast_rejects_nonsense(args: tuple[Any, ...]) -> None:
@@ -126,15 +128,13 @@ def test_forecast_rejects_nonsense(args: tuple[Any, ...]) -> None:
 
 
 def test_forecast_from_a_predictor_prediction_in_slots() -> None:
-    @dataclass(frozen=True)
-    class FakePrediction:
-        it_slots: int = 3
-        count: int = 2
-        keep_alive_slots: int | None = 5
+    from smiless.policy.predictors.base import Prediction
 
-    f = Forecast.from_slots(FakePrediction(), 2.0)
-    assert (f.it_s, f.count, f.keep_alive_s, f.burst_s) == (6.0, 2, 10.0, 2.0)
-    assert Forecast.from_slots(FakePrediction(keep_alive_slots=None), 2.0).keep_alive_s == 0.0
+    pred = Prediction(3, 2, 0, "smiless", keep_alive_slots=5)
+    f = Forecast.from_slots(pred, 2.0)
+    assert (f.it_s, f.count, f.keep_alive_s, f.burst_s, f.it_median_s) == (6.0, 2, 10.0, 2.0, None)
+    assert Forecast.from_slots(replace(pred, keep_alive_slots=None), 2.0).keep_alive_s == 0.0
+    assert Forecast.from_slots(replace(pred, it_median_slots=7), 2.0).it_median_s == 14.0
 
 
 def cand(cost: float, lat: float) -> Candidate:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,12 +18,14 @@ from smiless.policy.search import (
     Plan,
     PlanningError,
     build_problem,
+    cold_latency_s,
     exact_plan,
     exact_search,
     explain,
     fast_plan,
     fast_search,
     lowest_latency_plan,
+    sla_aware_plan,
 )
 from smiless.policy.workflow import Dag, all_paths, path_latency, timing
 
@@ -363,3 +366,59 @@ def test_bursts_are_planned_with_the_scaled_shape() -> None:
     # per invocation, a burst is never dearer than single arrivals on the same plan: batching
     # and sharing one init can only help
     assert burst.cost <= one.cost * (1 + 1e-9)
+
+
+# --- the SLA-aware IT ------------------------------------------------------------------------
+
+
+def _chain(init_a: float, init_b: float) -> dict[str, dict[str, FunctionProfile]]:
+    """a -> b: a infers in 0.5 s, b in 0.3 s on any CPU; inits exactly `init_a`, `init_b`."""
+    return {
+        "a": {"cpu": profile(Kind.CPU, 1.0, 0.0, 0.0, 0.5, init_a, 0.0)},
+        "b": {"cpu": profile(Kind.CPU, 1.0, 0.0, 0.0, 0.3, init_b, 0.0)},
+    }
+
+
+def test_cold_latency_adds_the_inits_a_warm_plan_hides() -> None:
+    """Started at the request: a serves after its 2 s init (done at 2.5); b's 1 s init is hidden
+    by a, so it serves at 2.5 (done at 2.8); with a 3 s init b serves at 3.0 (done at 3.3)."""
+    for init_b, cold in ((1.0, 2.8), (3.0, 3.3)):
+        plan = fast_plan(["a", "b"], [("a", "b")], 10.0, _chain(2.0, init_b), CATALOGUE, Forecast(100.0))
+        assert plan.latency_s == pytest.approx(0.8)
+        assert cold_latency_s(plan) == pytest.approx(cold)
+
+
+def test_the_median_it_is_planned_only_where_a_cold_start_meets_the_sla() -> None:
+    """The predictor's IT is shrunk to 2 s (a kept alive), its median is 20 s (both pre-warmed
+    and stopped: cheaper). With a 10 s SLA (8 s target) a cold start (2.8 s) meets it, so the
+    median is planned; with a 3 s SLA (2.4 s target) it does not, so the shrunk IT is."""
+    fc = Forecast(2.0, it_median_s=20.0)
+    profiles = _chain(2.0, 1.0)
+    args = (["a", "b"], [("a", "b")])
+    roomy = sla_aware_plan(*args, 10.0, profiles, CATALOGUE, fc, headroom=DEFAULT_HEADROOM)
+    assert roomy.forecast.it_s == 20.0 and "median IT" in roomy.reason
+    assert all(fp.mode is Mode.PREWARM for fp in roomy.functions.values())
+    assert roomy.sla_s == 10.0 and cold_latency_s(roomy) <= roomy.latency_target_s
+    shrunk = fast_plan(*args, 10.0, profiles, CATALOGUE, fc, headroom=DEFAULT_HEADROOM)
+    assert shrunk.functions["a"].mode is Mode.KEEP_ALIVE
+    tight = sla_aware_plan(*args, 3.0, profiles, CATALOGUE, fc, headroom=DEFAULT_HEADROOM)
+    assert tight.forecast.it_s == 2.0 and tight.functions["a"].mode is Mode.KEEP_ALIVE
+    assert tight == fast_plan(*args, 3.0, profiles, CATALOGUE, fc, headroom=DEFAULT_HEADROOM)
+    # no median (or none above the IT): exactly the fast search's plan
+    for plain in (Forecast(2.0), Forecast(2.0, it_median_s=2.0)):
+        assert sla_aware_plan(*args, 10.0, profiles, CATALOGUE, plain) == fast_plan(
+            *args, 10.0, profiles, CATALOGUE, plain
+        )
+
+
+def test_the_median_plan_is_made_faster_until_its_cold_start_fits() -> None:
+    """One function, T = 2/r + 0.1 s (cpu-1 2.1 s, cpu-2 1.1 s, cpu-4 0.6 s), init 2.5 s, SLA 4 s:
+    for the median the cheapest warm plan (cpu-1) starts cold in 4.6 s, over the SLA; a faster
+    config (cpu-2: 3.6 s cold) fits, and is what the planner keeps."""
+    prof = {"f": {"cpu": profile(Kind.CPU, 1.0, 2.0, 0.0, 0.1, 2.5, 0.0)}}
+    fc = Forecast(1.0, it_median_s=60.0)
+    plan = sla_aware_plan(["f"], [], 4.0, prof, CATALOGUE, fc)
+    assert plan.forecast.it_s == 60.0 and plan.functions["f"].config == "cpu-2"
+    assert cold_latency_s(plan) == pytest.approx(3.6) and plan.sla_s == 4.0
+    assert plan.latency_target_s < 4.0, "the controller keeps to the faster plan's latency"
+    assert fast_plan(["f"], [], 4.0, prof, CATALOGUE, replace(fc, it_s=60.0)).functions["f"].config == "cpu-1"

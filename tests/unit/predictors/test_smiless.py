@@ -67,6 +67,12 @@ def test_periodic_series_gets_its_it_predicted(periodic: tuple[np.ndarray, SMIle
     last = p.predict(h)
     assert last.model == "smiless" and not last.fallback and last.reason == ""
     assert last.it_confidence is not None and last.recent_error is not None
+    # ...and each prediction also carries the median it shrank (for the SLA-aware planner)
+    s = SlotSeries.from_counts(h)
+    for j in range(120, 130):
+        pred = p.predict(h[: s.arrival_slots[j] + 1])
+        assert pred.it_median_slots == p.with_correction("none").predict(h[: s.arrival_slots[j] + 1]).it_slots
+        assert pred.it_median_slots >= pred.it_slots
 
 
 def test_periodic_counts_not_under_estimated(periodic: tuple[np.ndarray, SMIlessPredictor]) -> None:
