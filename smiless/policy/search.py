@@ -812,6 +812,21 @@ def cold_latency_s(plan: Plan) -> float:
     return max(finish.values())
 
 
+def _cost_at(plan: Plan, it_s: float) -> float:
+    """Per invocation if arrivals come every `it_s`: a kept-alive function stays up through
+    each gap (its cost scales with the IT), a stopped one pays one lifetime per arrival."""
+    return sum(
+        fp.cost if fp.stop_after_serving else fp.cost * it_s / plan.forecast.it_s
+        for fp in plan.functions.values()
+    )
+
+
+def _missed_cost(plan: Plan) -> float:
+    """Per invocation if every pre-warm misses its arrival: a stopped function pays a second
+    lifetime (the wasted pre-warm, or the start on demand that replaces it)."""
+    return sum(fp.cost * (2.0 if fp.stop_after_serving else 1.0) for fp in plan.functions.values())
+
+
 def sla_aware_plan(
     functions: Iterable[str],
     edges: Iterable[tuple[str, str]],
@@ -831,8 +846,10 @@ def sla_aware_plan(
     over-estimates, because a pre-warm timed by an over-estimate comes late and the request
     meets a cold start. Where the plan for the median IT meets its latency target even from
     cold (`cold_latency_s`), a late pre-warm costs no violation and the shrink buys only idle
-    time (a bursty app's shrunk IT is one slot: kept warm for good): that plan is taken.
-    Otherwise, or without a median, the plan for the shrunk IT."""
+    time (a bursty app's shrunk IT is one slot: kept warm for good): that plan is taken if,
+    even with every pre-warm missing its arrival, it costs less than the shrunk IT's plan at
+    the median's pace (the median is only a median). Otherwise, or without a median, the plan
+    for the shrunk IT."""
     functions, edges = list(functions), list(edges)
 
     def plan_for(fc: Forecast, sla: float) -> Plan:
@@ -856,6 +873,8 @@ def sla_aware_plan(
             break
         cold = cold_latency_s(bold)
         if cold <= target + SLA_EPS:
+            if _missed_cost(bold) >= _cost_at(safe, median):
+                break  # made so fast that it would not pay for itself if its pre-warms missed
             why = (
                 f"{bold.reason}; planned for the median IT {median:g} s, not the shrunk {forecast.it_s:g} s: "
                 f"a cold start meets the target {target:.3f} s too ({cold:.3f} s)"

@@ -422,3 +422,9 @@ def test_the_median_plan_is_made_faster_until_its_cold_start_fits() -> None:
     assert cold_latency_s(plan) == pytest.approx(3.6) and plan.sla_s == 4.0
     assert plan.latency_target_s < 4.0, "the controller keeps to the faster plan's latency"
     assert fast_plan(["f"], [], 4.0, prof, CATALOGUE, replace(fc, it_s=60.0)).functions["f"].config == "cpu-1"
+    # IT 2.5 s, median 3 s: the plan that starts cold in time is cpu-2 kept up through the gaps
+    # (2 x cpu-1's price), which costs more than cpu-1 kept up: the shrunk IT's plan stays
+    close = Forecast(2.5, it_median_s=3.0)
+    near = sla_aware_plan(["f"], [], 4.0, prof, CATALOGUE, close)
+    assert near == fast_plan(["f"], [], 4.0, prof, CATALOGUE, close)
+    assert near.functions["f"].config == "cpu-1" and near.functions["f"].mode is Mode.KEEP_ALIVE
