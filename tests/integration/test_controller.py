@@ -14,8 +14,11 @@ import pytest
 from smiless import appspec, profiles, tensors, zoo
 from smiless.catalogue import Kind
 from smiless.cli.stack import LocalStack, free_port
-from smiless.config import SERVICE_NAMES
-from smiless.policy.profile import InferenceModel, InitModel
+from smiless.config import SERVICE_NAMES, Settings
+from smiless.policy.costmodel import Forecast
+from smiless.policy.profile import FunctionProfile, InferenceModel, InitModel
+from smiless.policy.search import fast_plan
+from smiless.services.optimizer.service import OptimizerService
 from smiless.store import Store
 from smiless.v1 import (
     common_pb2,
@@ -171,3 +174,42 @@ def test_registration_says_when_the_sla_is_out_of_reach(stack: LocalStack) -> No
         assert len(resp.warnings) == 1 and "no profile for m (humanactivitypose)" in resp.warnings[0], (
             resp.warnings
         )
+
+
+def test_a_deleted_app_is_forgotten_by_the_controller(redis_url: str) -> None:
+    """Real Redis: the controller keeps an app's plan and bookkeeping while the app is
+    registered, and drops all of it once the app is deleted, so deleted apps do not
+    accumulate (no predictor listens: the plan is one made while it did)."""
+
+    async def run() -> None:
+        store = Store(redis_url)
+        settings = Settings(
+            redis_url=redis_url, predictor_addr=f"127.0.0.1:{free_port()}", worker_backend="process"
+        )
+        svc = OptimizerService(settings, store)
+        ctl = svc.controller
+        try:
+            spec = appspec.AppSpec("gone", 4.0, (appspec.FunctionSpec("m", "tiny-mlp"),))
+            await store.put_app(gateway_pb2.App(spec=appspec.to_proto(spec), version=1))
+            prof = {
+                "m": {
+                    "cpu": FunctionProfile(
+                        "tiny-mlp", Kind.CPU, InferenceModel(1.0, 0.1, 0.0, 0.01), InitModel.single(1.0, 0.1)
+                    )
+                }
+            }
+            plan = fast_plan(["m"], [], 4.0, prof, svc.catalogue, Forecast(10.0))
+            svc.plans["gone"] = plan  # planned while the predictor was up
+            ctl.keys["gone"], ctl.planned_at["gone"], ctl.last_seen["gone"] = (1,), time.time(), None
+            ctl.previous["gone"] = plan
+            await ctl.tick()
+            assert "gone" in svc.plans and "gone" in ctl.keys  # still registered: still controlled
+            assert await store.delete_app("gone")
+            await ctl.tick()
+            kept = (svc.plans, ctl.keys, ctl.planned_at, ctl.last_seen, ctl.previous, ctl.reported)
+            assert all("gone" not in d for d in kept)
+        finally:
+            await ctl.close()
+            await store.close()
+
+    asyncio.run(run())

@@ -39,3 +39,15 @@ def test_no_predicted_arrival_is_an_infinite_it() -> None:
 def test_the_median_it_is_the_predictors_when_it_sends_one() -> None:
     assert OptimizerService._forecast(_answer(burst=0.0, median=14.0))[0].it_median_s == 14.0
     assert OptimizerService._forecast(_answer(burst=0.0))[0].it_median_s is None
+
+
+def test_a_new_median_or_burst_is_a_new_forecast_to_plan_for() -> None:
+    """The controller re-plans when the forecast key changes; the median and the burst change
+    the plan (sla_aware_plan, the controller's burst wait) as the IT does."""
+    from smiless.services.optimizer.controller import forecast_key
+
+    base = forecast_key(_answer(burst=0.0, median=14.0))
+    assert forecast_key(_answer(burst=0.0, median=14.0)) == base
+    assert forecast_key(_answer(burst=0.0, median=20.0)) != base
+    assert forecast_key(_answer(burst=0.0)) != base
+    assert forecast_key(_answer(burst=0.5, median=14.0)) != base

@@ -41,6 +41,8 @@ def forecast_key(pred: predictor_pb2.PredictResponse) -> tuple[object, ...]:
         pred.next_it.ToNanoseconds(),
         pred.count,
         pred.keep_alive.ToNanoseconds(),
+        pred.burst.ToNanoseconds() if pred.HasField("burst") else None,
+        pred.next_it_median.ToNanoseconds() if pred.HasField("next_it_median") else None,
     )
 
 
@@ -92,7 +94,15 @@ class Controller:
         for inst in list(self.svc.instances.values()):  # apps deleted meanwhile
             if inst.app not in apps and inst.state == common_pb2.INSTANCE_STATE_READY:
                 self.svc.spawn(self.svc.stop_instance(inst.id, "app deleted"))
+        for gone in set(self.svc.plans) - apps:
+            self.forget(gone)
         return wake
+
+    def forget(self, app: str) -> None:
+        """Drop what was kept for a deleted app (a re-registered one starts afresh)."""
+        self.svc.plans.pop(app, None)
+        for kept in (self.keys, self.planned_at, self.last_seen, self.previous, self.reported):
+            kept.pop(app, None)
 
     async def tick_app(self, app: str) -> float:
         now = time.time()
