@@ -171,7 +171,11 @@ async def replay_apps(
                     loop.remove_signal_handler(signal.SIGINT)
         run, measured = replay.after_lead_in(run, workloads, lead_in_minutes, slot_seconds)
         end = replay.report_window_end(run, replay.window_seconds(measured, slot_seconds))
-        await asyncio.sleep(max(0.0, end - time.time()))  # let the gateway flush its records
+        # Let the gateway flush its records, and ask only once the window has ended on the wall
+        # clock: asyncio's timers run on the monotonic clock and may wake microseconds early,
+        # and the gateway counts a live instance up to min(now, end).
+        while (left := end - time.time()) > 0.0:
+            await asyncio.sleep(left)
         costs: gateway_pb2.GetCostReportResponse | None = None
         status_now = gateway_pb2.GetStatusResponse()
         try:
