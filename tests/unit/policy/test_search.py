@@ -428,3 +428,33 @@ def test_the_median_plan_is_made_faster_until_its_cold_start_fits() -> None:
     near = sla_aware_plan(["f"], [], 4.0, prof, CATALOGUE, close)
     assert near == fast_plan(["f"], [], 4.0, prof, CATALOGUE, close)
     assert near.functions["f"].config == "cpu-1" and near.functions["f"].mode is Mode.KEEP_ALIVE
+
+
+@SETTINGS
+@given(problems(max_n=6, max_m=4), st.sampled_from([1.0, 3.0, 10.0]), st.sampled_from([1.0, 1.5, 5.0, 20.0]))
+def test_sla_aware_plan_is_the_fast_plan_or_a_median_plan_that_starts_cold_in_time(
+    case: Case, sla_factor: float, median_factor: float
+) -> None:
+    """On any DAG: the SLA-aware plan is exactly the fast search's for the shrunk IT, or a plan
+    for the median IT that is as feasible, plans every function, starts cold within the shrunk
+    plan's latency target and costs less even if every pre-warm misses."""
+    from hypothesis import event
+
+    from smiless.policy.search import _cost_at, _missed_cost
+
+    fns, edges, sla, profs, cat, fc = case
+    sla *= sla_factor
+    fc = replace(fc, it_median_s=fc.it_s * median_factor)
+    safe = fast_plan(fns, edges, sla, profs, cat, fc, headroom=DEFAULT_HEADROOM)
+    plan = sla_aware_plan(fns, edges, sla, profs, cat, fc, headroom=DEFAULT_HEADROOM)
+    check_plan_consistent(plan, fns, edges)
+    assert plan.feasible == safe.feasible and plan.sla_s == sla
+    if plan.forecast.it_s == safe.forecast.it_s:
+        event("shrunk IT")
+        assert plan == safe
+    else:
+        event("median IT")
+        assert median_factor > 1.0 and plan.forecast.it_s == fc.it_median_s
+        assert cold_latency_s(plan) <= safe.latency_target_s + SLA_EPS
+        assert plan.latency_s <= plan.latency_target_s + SLA_EPS
+        assert _missed_cost(plan) < _cost_at(safe, plan.forecast.it_s)
