@@ -32,6 +32,9 @@ reduced to its cost/latency Pareto front, which never loses the optimum):
 When no plan meets the SLA both return the lowest-latency plan (every function on its fastest
 config) with `feasible=False` and the reason.
 
+The services and the simulator plan with `sla_aware_plan`: the fast search for the predictor's
+shrunk IT, or for its median IT where even a cold start meets the SLA (see there).
+
 No clocks and no I/O: time comes in as `now`, and the result carries its reasons.
 """
 
