@@ -389,13 +389,17 @@ class ItModel:
         )
 
     def forecast(self, s: SlotSeries) -> int | None:
-        raw = self.raw_forecast(s)
-        return None if raw is None else int(_shrink(np.array([raw]), self.factors[self.correction])[0])
+        both = self.forecast_and_median(s)
+        return None if both is None else both[0]
 
-    def median_forecast(self, s: SlotSeries) -> int | None:
-        """The uncorrected forecast in whole slots (correction "none")."""
+    def forecast_and_median(self, s: SlotSeries) -> tuple[int, int] | None:
+        """The corrected forecast and the uncorrected median (correction "none"), in whole
+        slots, from one forward."""
         raw = self.raw_forecast(s)
-        return None if raw is None else int(_shrink(np.array([raw]), 1.0)[0])
+        if raw is None:
+            return None
+        one = np.array([raw])
+        return int(_shrink(one, self.factors[self.correction])[0]), int(_shrink(one, 1.0)[0])
 
     def state(self) -> dict[str, Any]:
         return {
@@ -678,8 +682,8 @@ class SMIlessPredictor(Predictor):
         keep = self.idle.keep_alive(s)
         fallback = cold_start_prediction(s, model="cold-start", reason="", keep_alive_slots=keep.slots)
         reasons: list[str] = []
-        it = self.it_model.forecast(s)
-        median = self.it_model.median_forecast(s) if it is not None else None
+        both = self.it_model.forecast_and_median(s)
+        it, median = (None, None) if both is None else both
         if it is None:
             why = (
                 self.it_model.not_fitted_reason
@@ -719,7 +723,7 @@ class SMIlessPredictor(Predictor):
                 else 1.0 - self.count_model.val_under
             ),
             recent_error=self.it_model.val_smape.get(mode) if self.it_model.net is not None else None,
-            it_median_slots=None if median is None else whole_slots(median),
+            it_median_slots=median,
         )
 
     def _state(self) -> dict[str, Any]:
