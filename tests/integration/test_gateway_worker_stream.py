@@ -195,6 +195,35 @@ async def test_worker_without_infer_stream_gets_unary_calls() -> None:
         await w.close()
 
 
+async def test_stream_broken_with_internal_is_retryable() -> None:
+    """A fake worker that ends its stream with INTERNAL: grpc aio reports a write that fails
+    as the stream ends (a worker killed at that moment) as INTERNAL (grpc/grpc#36066), a race
+    a real kill provokes only rarely. The gateway must read it as a broken transport
+    (UNAVAILABLE, tried elsewhere), not as the model's failure, which the worker reports
+    in-band."""
+
+    async def infer_stream(
+        requests: AsyncIterator[worker_pb2.InferStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[worker_pb2.InferStreamResponse]:
+        async for _ in requests:
+            await context.abort(grpc.StatusCode.INTERNAL, "Internal error from Core")
+        yield worker_pb2.InferStreamResponse()  # never reached: makes this a generator
+
+    rpc = grpc.stream_stream_rpc_method_handler(
+        infer_stream,
+        request_deserializer=worker_pb2.InferStreamRequest.FromString,
+        response_serializer=worker_pb2.InferStreamResponse.SerializeToString,
+    )
+    async with fake_worker("InferStream", rpc) as address, grpc.aio.insecure_channel(address) as ch:
+        w = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
+        with pytest.raises(WorkerCallError) as info:
+            await w.infer([mlp_input(0)], 10)
+        assert info.value.code == grpc.StatusCode.UNAVAILABLE
+        assert "the stream to the worker broke" in info.value.details and "from Core" in info.value.details
+        assert w.streamed, "a broken stream is not a worker without InferStream"
+        await w.close()
+
+
 async def test_worker_answers_coalesced_requests_each_under_its_own_id(mlp: StartedWorker) -> None:
     xs = [mlp_input(i) for i in range(6)]
     bad = tensors.to_proto(np.zeros(15, dtype=np.float32))

@@ -176,6 +176,12 @@ class WorkerStream:
             code, details = exc.code(), exc.details() or ""
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 self.streamed = False
+            elif code == grpc.StatusCode.INTERNAL:
+                # The worker answers every failure in-band, so a stream ended with INTERNAL is
+                # the transport's: grpc aio reports a write that fails as the stream ends (a
+                # killed worker) as "INTERNAL: Internal error from Core" (grpc/grpc#36066).
+                # Another instance may serve the call.
+                code, details = grpc.StatusCode.UNAVAILABLE, f"the stream to the worker broke: {details}"
         except asyncio.CancelledError:
             code, details = grpc.StatusCode.CANCELLED, "the stream to the worker was closed"
             raise
