@@ -27,6 +27,16 @@ Deviations from the reference artifact, each for a reason:
   It is kept only as a second opinion: "strict" takes the smaller of the two factors
   (validation target `it_over_target`, default 0), for apps where a late pre-warm costs more
   than idle time (benchmark: sMAPE 0.47 with 0.3 % over-estimates). "none" is the raw median.
+- IT correction "record" (the default, beyond the reference): the median itself where its own
+  recent record shows it does not over-estimate, else the "mape" shrink. The record is the
+  median forecasts of the app's last `record_window` (50) ITs, each made from the window
+  before it (one batched forward per prediction); it is clean when it holds at least
+  `record_min` (20) forecasts and at most `it_over_target` (0) of them over-estimated.
+  Why: the 1 - MAPE shrink is one factor for a whole fit, so a series whose median is exact
+  or early (e.g. ITs of 4 and 5 slots forecast as 4) is still shrunk to 3, pre-warming a slot
+  early at every arrival; its record shows there is nothing to shrink against. In the
+  policy simulator this cut amber-alert's cost 4-14 % with no more SLA violations; the
+  series whose medians over-estimate (bursty ITs) keep the shrink.
 - Count model: trained with a pinball (quantile) loss at `count_quantile` rather than L1,
   because the median is under-estimated half of the time by construction. Buckets are
   applied at the output (ceil to a multiple of b); since ceil is monotone, the quantile of
@@ -65,7 +75,7 @@ from smiless.policy.predictors.metrics import over_rate, smape, under_rate
 from smiless.policy.predictors.series import CountsLike, SlotSeries
 
 FloatArray = npt.NDArray[np.float64]
-Correction = Literal["mape", "strict", "none"]
+Correction = Literal["record", "mape", "strict", "none"]
 BUCKET_WIDTHS: tuple[int, ...] = (1, 2, 4, 8)
 _COUNT_MARGINS: tuple[float, ...] = (1.0, 1.1, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 6.0)
 _SHRINK_GRID: FloatArray = np.concatenate([np.geomspace(0.02, 1.0, 160)[:-1], [1.0]])
@@ -276,9 +286,11 @@ class ItModel:
     """The SMIless IT model (one app). See the module docstring for the method."""
 
     windows: tuple[int, ...] = (4, 8, 12, 16)
-    correction: Correction = "mape"
+    correction: Correction = "record"
     it_over_target: float = 0.0
     min_its: int = 32
+    record_window: int = 50
+    record_min: int = 20
     budget: TrainingBudget = field(default_factory=TrainingBudget)
     # fitted state
     n_in: int = 0
@@ -314,7 +326,7 @@ class ItModel:
         if float(its.min()) == float(its.max()):
             # A constant IT (e.g. an app invoked every slot) needs no network.
             self.constant = float(its[0])
-            self.factors = {"mape": 1.0, "strict": 1.0, "none": 1.0}
+            self.factors = {"record": 1.0, "mape": 1.0, "strict": 1.0, "none": 1.0}
             self.val_over = dict.fromkeys(self.factors, 0.0)
             self.val_smape = dict.fromkeys(self.factors, 0.0)
             return
@@ -355,13 +367,41 @@ class ItModel:
         self._calibrate()
 
     def _calibrate(self) -> None:
-        """Set the strict factor for `it_over_target` and each correction's validation scores."""
+        """Set the strict factor for `it_over_target` and each correction's validation scores
+        ("record" walks the validation split, each forecast judged on the ones before it)."""
         raw, true = np.asarray(self.val_raw), np.asarray(self.val_true)
         self.factors["strict"] = min(self.factors["mape"], _largest_shrink(raw, true, self.it_over_target))
-        for mode, f in self.factors.items():
-            pred = _shrink(raw, f)
+        scored = {mode: _shrink(raw, f) for mode, f in self.factors.items()}
+        median, mape = scored["none"], scored["mape"]
+        scored["record"] = np.array(
+            [median[i] if self._clean(median[:i], true[:i]) else mape[i] for i in range(raw.size)],
+            dtype=np.int64,
+        )
+        for mode, pred in scored.items():
             self.val_over[mode] = over_rate(pred, true)
             self.val_smape[mode] = smape(pred, true)
+
+    def _clean(self, median: npt.NDArray[np.int64], true: FloatArray) -> bool:
+        """Whether the median's record (its forecasts and what came, oldest first) is long
+        enough and over-estimated at most `it_over_target` of its last `record_window`."""
+        median, true = median[-self.record_window :], true[-self.record_window :]
+        return median.size >= self.record_min and over_rate(median, true) <= self.it_over_target
+
+    def _record(self, s: SlotSeries) -> tuple[npt.NDArray[np.int64], FloatArray]:
+        """The median forecasts the model makes of the last `record_window` ITs of s, each
+        from the window before it, and those ITs: one batched forward."""
+        n, its = self.n_in, s.its
+        assert self.net is not None and self.it_scaler is not None and self.count_scaler is not None
+        first = max(n, its.size - self.record_window)
+        if first >= its.size:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        a = np.lib.stride_tricks.sliding_window_view(self.it_scaler.forward(its.astype(np.float64)), n)
+        b = np.lib.stride_tricks.sliding_window_view(
+            self.count_scaler.forward(s.arrival_counts[1:].astype(np.float64)), n
+        )
+        rows = slice(first - n, its.size - n)  # row r is the window its[r : r + n]
+        raw = self.it_scaler.inverse(_infer(self.net, a[rows], b[rows]))
+        return _shrink(raw, 1.0), its[first:].astype(np.float64)
 
     def recalibrated(self, correction: Correction, it_over_target: float | None = None) -> ItModel:
         """A copy sharing the network, with another correction (and strict target)."""
@@ -399,7 +439,10 @@ class ItModel:
         if raw is None:
             return None
         one = np.array([raw])
-        return int(_shrink(one, self.factors[self.correction])[0]), int(_shrink(one, 1.0)[0])
+        mode = self.correction
+        if mode == "record":
+            mode = "none" if self.constant is not None or self._clean(*self._record(s)) else "mape"
+        return int(_shrink(one, self.factors[mode])[0]), int(_shrink(one, 1.0)[0])
 
     def state(self) -> dict[str, Any]:
         return {
@@ -407,6 +450,8 @@ class ItModel:
             "correction": self.correction,
             "it_over_target": self.it_over_target,
             "min_its": self.min_its,
+            "record_window": self.record_window,
+            "record_min": self.record_min,
             "n_in": self.n_in,
             "it_scaler": None if self.it_scaler is None else [self.it_scaler.lo, self.it_scaler.hi],
             "count_scaler": None
@@ -428,6 +473,8 @@ class ItModel:
             correction=_correction(d["correction"]),
             it_over_target=float(d["it_over_target"]),
             min_its=int(d["min_its"]),
+            record_window=int(d.get("record_window", cls.record_window)),
+            record_min=int(d.get("record_min", cls.record_min)),
             budget=budget,
             n_in=int(d["n_in"]),
             it_scaler=None if d["it_scaler"] is None else _Scaler(*map(float, d["it_scaler"])),
@@ -464,6 +511,8 @@ def _largest_shrink(raw: FloatArray, actual: FloatArray, target: float) -> float
 
 
 def _correction(value: object) -> Correction:
+    if value == "record":
+        return "record"
     if value == "strict":
         return "strict"
     if value == "mape":

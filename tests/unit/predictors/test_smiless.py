@@ -157,8 +157,58 @@ def test_corrections_order_over_estimation(periodic: tuple[np.ndarray, SMIlessPr
     f = p.it_model.factors
     assert 0.0 <= f["strict"] <= f["mape"] <= f["none"] == 1.0
     strict = p.with_correction("strict")
-    assert strict.it_model.correction == "strict" and p.it_model.correction == "mape"
+    assert strict.it_model.correction == "strict" and p.it_model.correction == "record"
     assert strict.it_model.net is p.it_model.net  # no retraining
+    for mode in ("record", "mape", "strict", "none"):
+        assert 0.0 <= p.it_model.val_over[mode] <= 1.0 and p.it_model.val_smape[mode] >= 0.0
+
+
+def record_case() -> tuple[np.ndarray, ItModel]:
+    """ITs 1, 4, 4 repeating with a memoryless share mixed in: the median is sometimes early,
+    and over-estimates only where a random IT cuts a cycle short."""
+    rng = np.random.default_rng(5)
+    its = [int(x) for x in ([1, 4, 4] * 60)]
+    for i in rng.choice(len(its), size=12, replace=False):
+        its[i] = int(rng.integers(1, 6))
+    h = history(its, [1] * (len(its) + 1))
+    m = ItModel(windows=(6,), budget=SMALL)
+    m.fit(SlotSeries.from_counts(h))
+    assert m.net is not None
+    return h, m
+
+
+def test_record_is_the_median_forecast_of_each_past_it() -> None:
+    h, m = record_case()
+    s = SlotSeries.from_counts(h)
+    median, true = m._record(s)
+    assert median.size == true.size == m.record_window
+    assert np.array_equal(true, s.its[-m.record_window :])
+    # Each entry is what the model forecast from the history up to the arrival before that IT.
+    for k in (0, 17, m.record_window - 1):
+        j = s.its.size - m.record_window + k
+        before = SlotSeries.from_counts(h[: s.arrival_slots[j] + 1])
+        assert median[k] == max(1, round(m.raw_forecast(before) or 0.0))
+
+
+def test_record_correction_takes_the_median_only_after_a_clean_record() -> None:
+    h, m = record_case()
+    s = SlotSeries.from_counts(h)
+    median, true = m._record(s)
+    over = median > true
+    mape = m.recalibrated("mape").forecast_and_median(s)
+    assert mape is not None
+    it, med = m.forecast_and_median(s) or (0, 0)
+    # over-estimates in the last 50: the record is not clean, so "record" is "mape"
+    assert over.any() and (it, med) == mape
+    # a tolerance of the record's own over-estimate share makes it clean: the median
+    loose = m.recalibrated("record", it_over_target=float(over.mean()))
+    assert loose.forecast_and_median(s) == (med, med)
+    # too short a record (fewer than record_min forecasts) is never clean
+    assert not m._clean(np.ones(m.record_min - 1, dtype=np.int64), np.full(m.record_min - 1, 9.0))
+    assert m._clean(np.ones(m.record_min, dtype=np.int64), np.full(m.record_min, 9.0))
+    # only the last record_window count
+    old_misses = np.concatenate([np.full(5, 9), np.ones(m.record_window, dtype=np.int64)])
+    assert m._clean(old_misses, np.ones(old_misses.size))
 
 
 def test_noisy_it_is_shrunk_against_over_estimation() -> None:
@@ -191,3 +241,15 @@ def test_training_is_deterministic_and_keeps_thread_setting() -> None:
 def test_budget_is_validated() -> None:
     with pytest.raises(ValueError):
         TrainingBudget(max_epochs=0)
+
+
+def test_state_from_before_the_record_correction_restores() -> None:
+    h, m = record_case()
+    state = m.state()
+    del state["record_window"], state["record_min"]
+    state["correction"] = "mape"
+    net = m.net.state_dict() if m.net is not None else None
+    old = ItModel.restore(state, SMALL, net)
+    assert (old.record_window, old.record_min, old.correction) == (50, 20, "mape")
+    s = SlotSeries.from_counts(h)
+    assert old.forecast_and_median(s) == m.recalibrated("mape").forecast_and_median(s)
