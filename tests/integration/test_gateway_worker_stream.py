@@ -11,7 +11,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -170,6 +170,20 @@ async def fake_worker(method: str, rpc: grpc.RpcMethodHandler) -> AsyncIterator[
         await server.stop(None)
 
 
+def stream_handler(
+    behaviour: Callable[
+        [AsyncIterator[worker_pb2.InferStreamRequest], grpc.aio.ServicerContext],
+        AsyncIterator[worker_pb2.InferStreamResponse],
+    ],
+) -> grpc.RpcMethodHandler:
+    """A fake worker's InferStream, for `fake_worker`."""
+    return grpc.stream_stream_rpc_method_handler(
+        behaviour,
+        request_deserializer=worker_pb2.InferStreamRequest.FromString,
+        response_serializer=worker_pb2.InferStreamResponse.SerializeToString,
+    )
+
+
 async def test_worker_without_infer_stream_gets_unary_calls() -> None:
     """A stand-in for an older worker image (a fake: a server that only knows unary Infer)."""
     calls: list[str] = []
@@ -209,11 +223,7 @@ async def test_stream_broken_with_internal_is_retryable() -> None:
             await context.abort(grpc.StatusCode.INTERNAL, "Internal error from Core")
         yield worker_pb2.InferStreamResponse()  # never reached: makes this a generator
 
-    rpc = grpc.stream_stream_rpc_method_handler(
-        infer_stream,
-        request_deserializer=worker_pb2.InferStreamRequest.FromString,
-        response_serializer=worker_pb2.InferStreamResponse.SerializeToString,
-    )
+    rpc = stream_handler(infer_stream)
     async with fake_worker("InferStream", rpc) as address, grpc.aio.insecure_channel(address) as ch:
         w = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
         with pytest.raises(WorkerCallError) as info:
@@ -264,11 +274,7 @@ async def test_worker_without_coalescing_gets_one_request_per_message() -> None:
             out.response.outputs.extend(item.request.inputs)
             yield out
 
-    rpc = grpc.stream_stream_rpc_method_handler(
-        infer_stream,
-        request_deserializer=worker_pb2.InferStreamRequest.FromString,
-        response_serializer=worker_pb2.InferStreamResponse.SerializeToString,
-    )
+    rpc = stream_handler(infer_stream)
     async with fake_worker("InferStream", rpc) as address, grpc.aio.insecure_channel(address) as ch:
         w = WorkerStream(worker_pb2_grpc.WorkerStub(ch))
         xs = [mlp_input(i) for i in range(20)]
