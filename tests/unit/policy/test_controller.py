@@ -19,8 +19,8 @@ CONFIGS = {n: CATALOGUE[n] for n in ("cpu-1", "cpu-2")}
 PROFILES = {f: {"cpu": profile(Kind.CPU, 0.2, 0.5, 0.5, 0.01, 1.5, 0.1)} for f in ("a", "b")}
 
 
-def plan_for(it_s: float, now: float = 100.0, count: int = 1) -> Plan:
-    return fast_plan(["a", "b"], [("a", "b")], 3.0, PROFILES, CONFIGS, Forecast(it_s, count, 1.0), now)
+def plan_for(it_s: float, now: float = 100.0, count: int = 1, sla_s: float = 3.0) -> Plan:
+    return fast_plan(["a", "b"], [("a", "b")], sla_s, PROFILES, CONFIGS, Forecast(it_s, count, 1.0), now)
 
 
 def view(
@@ -202,20 +202,39 @@ def test_a_ready_instance_is_not_scaled_down_for_one_still_starting() -> None:
 
 
 def test_capacity_is_counted_in_batch_slots() -> None:
-    """The plan serves 4 together on one batch-4 instance; instances of batch 1 (started for
-    another forecast) hold one slot each: three of them leave a slot short, four suffice."""
+    """The plan serves 4 together on one batch-4 instance (0.81 s); instances of batch 1
+    (started for another forecast) hold one slot each. One leaves three requests short, more
+    than a second round takes: another instance starts. Three leave one short, which a second
+    round serves (0.21 s + 0.21 s, inside the plan's 0.81 s): none starts."""
     plan = plan_for(30.0, count=4)
     fa = plan.functions["a"]
     assert (fa.instances, fa.batch) == (1, 4)
     win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
-    three = [view(f"i{k}", "a", fa.instance_config, idle_since=win.start, batch=1) for k in range(3)]
-    d = decide(plan, win.start + 0.01, three)
+    one = [view("i0", "a", fa.instance_config, idle_since=win.start, batch=1)]
+    d = decide(plan, win.start + 0.01, one)
     assert [s.function for s in d.starts if s.function == "a"] == ["a"]
+    three = [view(f"i{k}", "a", fa.instance_config, idle_since=win.start, batch=1) for k in range(3)]
+    assert not [s for s in decide(plan, win.start + 0.01, three).starts if s.function == "a"]
     four = [*three, view("i3", "a", fa.instance_config, idle_since=win.start, batch=1)]
     assert not [s for s in decide(plan, win.start + 0.01, four).starts if s.function == "a"]
     # a batch the caller does not know (the service's workers) is the plan's on its config
     unknown = view("u", "a", fa.instance_config, idle_since=win.start)
     assert not [s for s in decide(plan, win.start + 0.01, [unknown]).starts if s.function == "a"]
+
+
+def test_a_shortfall_waits_a_second_round_only_inside_the_latency_target() -> None:
+    """An instance of batch 3 where the plan wants 4 at once serves the fourth request in a
+    second round: stage a then takes 0.81 s (the smallest planned batch >= 3 is 4) + 0.21 s.
+    At a 3 s SLA the DAG's 1.83 s fits and no instance starts; at 1.65 s it does not (the
+    plan itself takes 1.62 s), and one starts."""
+    for sla, starts in ((3.0, 0), (1.65, 1)):
+        plan = plan_for(30.0, count=4, sla_s=sla)
+        fa = plan.functions["a"]
+        assert (fa.instances, fa.batch, round(plan.latency_s, 2)) == (1, 4, 1.62)
+        win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
+        three = view("b3", "a", fa.instance_config, idle_since=win.start, batch=3)
+        d = decide(plan, win.start + 0.01, [three])
+        assert len([s for s in d.starts if s.function == "a"]) == starts, sla
 
 
 def test_requests_in_flight_keep_their_window() -> None:
