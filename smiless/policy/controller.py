@@ -40,7 +40,10 @@ never stopped.
 has not served yet, queued there or still upstream). A plan made at an arrival times the
 *next* arrival; the requests of the arrival that triggered it may not have reached a
 downstream stage yet. While a function has requests in flight, none of its idle instances
-is stopped ("served" waits until none is left in flight), and from `plan.now + ready
+is stopped after serving or for want of an arrival ("served" waits until none is left in
+flight), a scale-down leaves at least their count in slots (where a start for them would
+come too late, the instances there are what they get: stopping one made the gateway start
+another on demand, voice-assistant 6 s 4 % dearer), and from `plan.now + ready
 offset - init` (when the plan made at their arrival would have started them) it is scaled
 out to `⌈in flight / batch⌉` instances, less what the instances on other configs still
 there can take at once (a request already on its way is served by any of them; the plan's
@@ -462,6 +465,10 @@ def decide(
         if not idle:
             continue
         idle.sort(key=_idle_since)
+        # the requests in flight keep what they need, even where starting more for them
+        # would not have been timely
+        if pending > need:
+            need = pending
         # a kept-alive surplus is held for a re-init's worth of idling (the instance's own
         # init, on its config); instances stopped after serving are not held
         init_of = _config_table(plan, f).init

@@ -423,3 +423,22 @@ def test_instances_on_another_config_serve_until_enough_planned_ones_are_ready()
     assert not [s for s in one_ready.stops if s.reason == "config changed"]
     all_ready = decide(plan, t, [*old, *new], inflight=inflight)
     assert sorted(s.instance_id for s in all_ready.stops if s.reason == "config changed") == ["old0", "old1"]
+
+
+def test_requests_in_flight_keep_the_instances_they_need_from_scale_down() -> None:
+    """Right after an arrival, b's requests are still upstream and a start for them would not
+    be ready in time (init 1.8 s > a's 0.41 s), so none is started; but the idle instances
+    already there are what they need, and none of them is scaled down for them. Once nothing
+    is in flight the surplus goes."""
+    plan = plan_for(2.0, count=2)
+    fb = plan.functions["b"]
+    assert (fb.instances, fb.init_s > fb.ready_offset_s) == (1, True)
+    now = plan.now + 0.01
+    three = [view(f"b{k}", "b", fb.instance_config, idle_since=now - 100, batch=fb.batch) for k in range(3)]
+    busy = decide(plan, now, three, inflight={"a": 0, "b": 3 * fb.batch})
+    assert not [s for s in busy.stops if s.function == "b"]
+    assert not [s for s in busy.starts if s.function == "b"]
+    two = decide(plan, now, three, inflight={"a": 0, "b": 2 * fb.batch})
+    assert [s.reason for s in two.stops if s.function == "b"] == ["scale down"]
+    done = decide(plan, now, three, inflight={"a": 0, "b": 0})
+    assert [s.reason for s in done.stops if s.function == "b"] == ["scale down"] * 2
