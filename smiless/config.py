@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     )
     predictor_retrain_arrivals: int = Field(20, ge=1, description="New arrivals that trigger a refit.")
     predictor_min_its: int = Field(33, ge=2, description="Inter-arrivals an app needs before its first fit.")
+    predictor_it_correction: Literal["record", "mape", "strict", "none"] = Field(
+        "record",
+        description="The SMIless IT correction: record (the median where its last 50 forecasts "
+        "over-estimated none, else mape), mape (the reference's 1 - MAPE shrink), strict, none.",
+    )
     max_message_mb: int = Field(64, gt=0, description="Largest gRPC message accepted or sent.")
     invocation_retention: int = Field(100_000, gt=0, description="Invocation records kept per app.")
     arrival_retention_s: float = Field(7 * 86400.0, gt=0, description="Arrival history kept per app.")

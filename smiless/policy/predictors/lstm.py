@@ -470,7 +470,7 @@ class ItModel:
     def restore(cls, d: dict[str, Any], budget: TrainingBudget, net_state: dict[str, Any] | None) -> ItModel:
         m = cls(
             windows=tuple(int(x) for x in d["windows"]),
-            correction=_correction(d["correction"]),
+            correction=as_correction(d["correction"]),
             it_over_target=float(d["it_over_target"]),
             min_its=int(d["min_its"]),
             record_window=int(d.get("record_window", cls.record_window)),
@@ -510,7 +510,8 @@ def _largest_shrink(raw: FloatArray, actual: FloatArray, target: float) -> float
     return float(_SHRINK_GRID[0])
 
 
-def _correction(value: object) -> Correction:
+def as_correction(value: object) -> Correction:
+    """The IT correction `value` names (a stored state's, a setting's); ValueError otherwise."""
     if value == "record":
         return "record"
     if value == "strict":

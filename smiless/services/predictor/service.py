@@ -32,6 +32,16 @@ log = logging.getLogger("smiless.predictor")
 MODEL_KIND = "smiless"
 
 
+def with_correction(model: Predictor, correction: str) -> Predictor:
+    """`model` with the configured IT correction, where it has one (a SMIless model; a
+    stored one keeps the network it was trained with)."""
+    from smiless.policy.predictors.lstm import SMIlessPredictor, as_correction  # torch: first use
+
+    if isinstance(model, SMIlessPredictor) and model.it_model.correction != correction:
+        return model.with_correction(as_correction(correction))
+    return model
+
+
 class PredictorService(predictor_pb2_grpc.PredictorServicer):
     name = "predictor"
 
@@ -74,6 +84,7 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
                     logs.event(log, "stored predictor unreadable", logging.WARNING, app=app, error=str(exc))
             if model is None:
                 model = make_predictor(MODEL_KIND)
+            model = with_correction(model, self.settings.predictor_it_correction)
             self.models[app] = model
         return model
 
@@ -85,7 +96,7 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
             return False
         if series.its.size < self.settings.predictor_min_its:
             return False
-        fresh = make_predictor(MODEL_KIND)
+        fresh = with_correction(make_predictor(MODEL_KIND), self.settings.predictor_it_correction)
         began = time.monotonic()
         await asyncio.to_thread(fresh.fit, series)
         self.models[app] = fresh

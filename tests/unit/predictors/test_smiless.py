@@ -253,3 +253,27 @@ def test_state_from_before_the_record_correction_restores() -> None:
     assert (old.record_window, old.record_min, old.correction) == (50, 20, "mape")
     s = SlotSeries.from_counts(h)
     assert old.forecast_and_median(s) == m.recalibrated("mape").forecast_and_median(s)
+
+
+def test_the_predictor_service_applies_the_configured_correction(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from smiless.config import Settings
+    from smiless.services.predictor.service import with_correction
+
+    h, m = record_case()
+    p = SMIlessPredictor(it_model=m, budget=SMALL)
+    assert p.it_model.correction == "record"
+    monkeypatch.setenv("SMILESS_PREDICTOR_IT_CORRECTION", "mape")
+    setting = Settings().predictor_it_correction
+    q = with_correction(p, setting)
+    assert isinstance(q, SMIlessPredictor) and q.it_model.correction == "mape"
+    assert q.predict(h).it_slots == p.with_correction("mape").predict(h).it_slots
+    assert with_correction(q, "mape") is q  # already so: the same model
+    last = LastValuePredictor()
+    assert with_correction(last, "mape") is last  # no correction to set
+    with pytest.raises(ValueError, match="unknown IT correction"):
+        with_correction(p, "median")
+    monkeypatch.setenv("SMILESS_PREDICTOR_IT_CORRECTION", "median")
+    with pytest.raises(ValidationError):
+        Settings()
