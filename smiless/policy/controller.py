@@ -272,23 +272,21 @@ def _second_round(
     fp: FunctionPlan,
     live: Sequence[InstanceView],
     previous: FunctionPlan | None,
+    have: int,
     shortfall: int,
     kept_latency: dict[str, float],
 ) -> bool:
-    """Whether the planned instances there (`live`, on the planned config) can serve
-    `shortfall` more requests than they take at once in a second round, with the DAG still
-    inside the plan's latency target: the stage then takes a round at their largest batch
-    plus one at the shortfall's share. If so, `kept_latency` takes that stage latency.
+    """Whether the planned instances there (`live`, on the planned config, `have` slots in
+    all) can serve `shortfall` more requests than they take at once in a second round, with
+    the DAG still inside the plan's latency target: the stage then takes a round at their
+    largest batch plus one at the shortfall's share. If so, `kept_latency` takes that stage
+    latency.
 
     Why: the instances keep the batch they were started with, so a plan whose batch grew by
     a request or two (a count forecast moving between 13 and 14) would otherwise start a
     whole instance, a GPU init in amber-alert, for a request that a second round serves in
     time."""
-    if (
-        not live
-        or not plan.feasible
-        or shortfall > sum(_slots(i, fp.instance_config, fp.batch, previous) for i in live)
-    ):
+    if not live or not plan.feasible or shortfall > have:
         return False
     table = _config_table(plan, fp.function)
     largest = max(_slots(i, fp.instance_config, fp.batch, previous) for i in live)
@@ -445,7 +443,7 @@ def decide(
         if (
             have < need
             and need == planned_need
-            and _second_round(plan, fp, live, pfp, need - have, kept_latency)
+            and _second_round(plan, fp, live, pfp, have, need - have, kept_latency)
         ):
             have = need  # the shortfall waits one round on the instances there
         if have < need:
