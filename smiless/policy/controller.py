@@ -243,7 +243,7 @@ def _kept(
     expected = max(1, plan.forecast.count)
     for inst in others:
         # what it serves at once under the plan's forecast: its capacity (unknown: the plan's
-        # batch, which the gateway's per-function batching sends it), at most the count
+        # batch, which the gateway then sends it), at most the count
         cap = inst.batch if inst.batch is not None else fp.batch
         load = min(max(1, cap), expected)
         lat = table.latency_of(inst.config, load)

@@ -317,6 +317,7 @@ class Instance(_message.Message):
     START_REASON_FIELD_NUMBER: _builtins.int
     STOP_REASON_FIELD_NUMBER: _builtins.int
     SERVED_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     app: _builtins.str
     function: _builtins.str
@@ -335,6 +336,10 @@ class Instance(_message.Message):
     stop_reason: _builtins.str
     served: _builtins.int
     """Requests it served, as of its last update (its worker's count)."""
+    batch: _builtins.int
+    """The most requests it serves at once: the batch the plan sized it for when it started.
+    The gateway batches up to it on this instance; 0 (unknown) means the app's planned batch.
+    """
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -362,10 +367,11 @@ class Instance(_message.Message):
         start_reason: _builtins.str = ...,
         stop_reason: _builtins.str = ...,
         served: _builtins.int = ...,
+        batch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ready_at", b"ready_at", "started_at", b"started_at", "stopped_at", b"stopped_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app", b"app", "backend", b"backend", "config", b"config", "function", b"function", "id", b"id", "init_phases", b"init_phases", "model", b"model", "price_per_hour", b"price_per_hour", "ready_at", b"ready_at", "served", b"served", "start_reason", b"start_reason", "started_at", b"started_at", "state", b"state", "stop_reason", b"stop_reason", "stopped_at", b"stopped_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "app", b"app", "backend", b"backend", "batch", b"batch", "config", b"config", "function", b"function", "id", b"id", "init_phases", b"init_phases", "model", b"model", "price_per_hour", b"price_per_hour", "ready_at", b"ready_at", "served", b"served", "start_reason", b"start_reason", "started_at", b"started_at", "state", b"state", "stop_reason", b"stop_reason", "stopped_at", b"stopped_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -101,6 +101,8 @@ def test_prewarmed_before_predicted_arrivals_and_stopped_after(stack: LocalStack
             time.sleep(0.2)
     prewarmed = [i for i in lives if i.start_reason == "pre-warm"]
     assert len(prewarmed) >= 2, lives
+    # Each carries the batch it was started for, the gateway's bound on it.
+    assert all(i.batch == fp.batch_size for i in prewarmed), [(i.id, i.batch) for i in prewarmed]
     for at in arrivals:
         used = [
             i

@@ -141,7 +141,7 @@ async def app_instances(store: Store, app: str) -> list[common_pb2.Instance]:
 class ExtraWorker:
     """A second real instance of a function, registered the way the controller does it."""
 
-    def __init__(self, store: Store, app: str, function: str) -> None:
+    def __init__(self, store: Store, app: str, function: str, batch: int = 0) -> None:
         self.store = store
         self.backend = ProcessBackend("127.0.0.1", 120, 5)
         self.inst = common_pb2.Instance(
@@ -153,6 +153,7 @@ class ExtraWorker:
             backend="process",
             state=common_pb2.INSTANCE_STATE_STARTING,
             price_per_hour=0.034,
+            batch=batch,
         )
 
     async def start(self) -> common_pb2.Instance:
@@ -319,6 +320,41 @@ async def test_planned_batches_split_back_per_request(gw: gateway_pb2_grpc.Gatew
             got = tensors.from_proto(o.response.outputs["f1"])
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     await store.put_plan(optimizer_pb2.AppPlan(app=app))  # back to unbatched
+
+
+async def test_each_instance_gets_batches_of_at_most_its_own_batch(
+    gw: gateway_pb2_grpc.GatewayStub, store: Store
+) -> None:
+    """The plan serves one at a time, but a second instance was started for batches of 4
+    (as the controller starts a burst's instances): it alone is handed batches, up to 4."""
+    app = "gw-instance-batch"
+    await register(gw, chain(app, stages=1, sla_s=2.0))
+    plan = optimizer_pb2.AppPlan(app=app, feasible=True)
+    fp = plan.functions.add(function="f0", config="cpu-1", batch_size=1, instances=1)
+    set_seconds(fp.latency, 0.005)
+    await store.put_plan(plan)
+    warm = await invoke(gw, app, mlp_input(), timeout=180)  # the optimizer starts one on demand
+    assert warm.response is not None, warm.message
+    first = warm.response.stages[0].instance_id
+    started = {i.id: i for i in await app_instances(store, app)}[first]
+    assert started.batch == 1, "an on-demand start carries its plan's batch"
+    extra = ExtraWorker(store, app, "f0", batch=4)
+    await extra.start()
+    try:
+        await asyncio.sleep(1.0)  # the gateway's registry follows Redis
+        sizes: dict[str, list[int]] = {}
+        for _ in range(3):
+            outs = await asyncio.gather(*(invoke(gw, app, mlp_input(seed=i)) for i in range(24)))
+            assert all(o.response is not None for o in outs), [o.message for o in outs]
+            for o in outs:
+                assert o.response is not None
+                st = o.response.stages[0]
+                sizes.setdefault(st.instance_id, []).append(st.batch_size)
+        assert set(sizes) <= {first, extra.inst.id}, sizes
+        assert max(sizes.get(first, [1])) == 1, sizes
+        assert 1 < max(sizes[extra.inst.id]) <= 4, sizes
+    finally:
+        await extra.stop()
 
 
 # --- streaming --------------------------------------------------------------------------

@@ -40,6 +40,7 @@ class AppEntry:
     entry_model: zoo.ModelSpec
     chain: bool  # every function has at most one parent and one child: run stage after stage
     batch: dict[str, int] = field(default_factory=dict)  # planned batch size per function
+    max_batch: dict[str, int] = field(default_factory=dict)  # the model's largest batch
     latency: dict[str, float] = field(default_factory=dict)  # planned stage latency (s)
     reserve: dict[str, float] = field(default_factory=dict)  # planned latency after the stage (s)
     # This function and the next ones in execution order: what a cold invocation asks the
@@ -81,6 +82,7 @@ def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None, start_
     for f in order:
         fp = planned.get(f)
         max_batch = zoo.MODELS[models[f]].max_batch
+        entry.max_batch[f] = max(1, max_batch)
         entry.batch[f] = max(1, min(fp.batch_size, max_batch)) if fp is not None else 1
         entry.latency[f] = get_seconds(fp.latency) if fp is not None else 0.0
     for i, f in enumerate(order):

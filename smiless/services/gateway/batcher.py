@@ -1,5 +1,12 @@
 """Per-function batching as the plan says: up to B requests in one `Infer` call.
 
+B is per instance, as in the simulator: the batch the controller started the instance for
+(`Instance.batch`), so an instance sized for one request is never handed a burst's batch
+that a larger instance was started to take. Each batch is bound to its instance when it
+goes out (the least loaded ready one, `pick`), and its requests are counted there at once,
+so the next batch of the same flush goes to another; with no instance ready, or one of
+unknown batch, B is the app's planned batch and the dispatch finds an instance.
+
 A request joins the open batch of its function; the batch goes out when it holds B requests
 or when the earliest wait bound of its members passes, whichever comes first. A member's
 wait bound is what its remaining SLA budget allows (the data path computes it; 0 means go
@@ -23,7 +30,14 @@ from smiless.server import RpcError
 from smiless.v1 import common_pb2
 
 R = TypeVar("R")  # what a dispatch returns for the whole batch
-Dispatch = Callable[[list[common_pb2.Tensor], float], Awaitable[tuple[list[common_pb2.Tensor], R]]]
+Dispatch = Callable[
+    [list[common_pb2.Tensor], float, common_pb2.Instance | None],
+    Awaitable[tuple[list[common_pb2.Tensor], R]],
+]
+"""Sends a batch to the given instance (None: one the dispatch finds). It is called when
+the batch goes out, before the next batch is formed: it counts the batch on that instance
+then, so that the next `pick` sees it."""
+Pick = Callable[[], common_pb2.Instance | None]
 
 
 @dataclass
@@ -34,10 +48,16 @@ class _Member(Generic[R]):
 
 
 class Batcher(Generic[R]):
-    def __init__(self, function: str, size: int, dispatch: Dispatch[R]) -> None:
+    def __init__(
+        self, function: str, size: int, dispatch: Dispatch[R], pick: Pick, max_size: int | None = None
+    ) -> None:
         self.function = function
         self.size = size
+        """The app's planned batch: for an instance of unknown batch, or none ready."""
+        self.max_size = max_size if max_size is not None else size
+        """The model's largest batch: no instance is handed more."""
         self.dispatch = dispatch
+        self.pick = pick
         self.pending: list[_Member[R]] = []
         self.flush_at = float("inf")
         self.timer: asyncio.TimerHandle | None = None
@@ -51,7 +71,7 @@ class Batcher(Generic[R]):
         loop = asyncio.get_running_loop()
         member: _Member[R] = _Member(tensor, deadline, loop.create_future())
         self.pending.append(member)
-        if len(self.pending) >= self.size or wait <= 0:
+        if wait <= 0 or len(self.pending) >= self.size_on(self.pick()):
             self._flush()
         else:
             at = time.monotonic() + wait
@@ -67,23 +87,35 @@ class Batcher(Generic[R]):
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"stage {self.function}: ran out of time in its batch"
             ) from None
 
+    def size_on(self, inst: common_pb2.Instance | None) -> int:
+        """The most requests one batch on `inst` holds."""
+        if inst is None or inst.batch <= 0:
+            return max(1, self.size)
+        return max(1, min(inst.batch, self.max_size))
+
     def _flush(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         self.flush_at = float("inf")
+        loop = asyncio.get_running_loop()
         while self.pending:
-            batch = [m for m in self.pending[: self.size] if not m.future.done()]
-            del self.pending[: self.size]
+            inst = self.pick()
+            size = self.size_on(inst)
+            batch = [m for m in self.pending[:size] if not m.future.done()]
+            del self.pending[:size]
             if batch:
                 self.batches += 1
-                task = asyncio.get_running_loop().create_task(self._send(batch))
+                sent = self.dispatch([m.tensor for m in batch], max(m.deadline for m in batch), inst)
+                task = loop.create_task(self._send(batch, sent))
                 self.in_flight.add(task)
                 task.add_done_callback(self.in_flight.discard)
 
-    async def _send(self, batch: list[_Member[R]]) -> None:
+    async def _send(
+        self, batch: list[_Member[R]], sent: Awaitable[tuple[list[common_pb2.Tensor], R]]
+    ) -> None:
         try:
-            outputs, result = await self.dispatch([m.tensor for m in batch], max(m.deadline for m in batch))
+            outputs, result = await sent
         except Exception as exc:
             for m in batch:
                 if not m.future.done():

@@ -27,6 +27,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable
 
 import grpc
 
@@ -105,26 +106,37 @@ class DataPath:
 
     # --- one worker call, retried once elsewhere ----------------------------------------
     async def call(
-        self, app: str, function: str, model: str, inputs: list[common_pb2.Tensor], deadline: float
+        self,
+        app: str,
+        function: str,
+        model: str,
+        inputs: list[common_pb2.Tensor],
+        deadline: float,
+        first: common_pb2.Instance | None = None,
     ) -> tuple[list[common_pb2.Tensor], Sent]:
+        """`first`: the instance to try first, on which the caller has already counted the
+        inputs in `router.outstanding` (a batch bound to it, see `_batcher`)."""
         queued = time.monotonic()
         exclude: frozenset[str] = frozenset()
         cold = False
         n = len(inputs)
         outstanding = self.router.outstanding
         for attempt in (0, 1):
-            inst = self.router.pick(app, function, exclude)  # the warm path: no await
+            held = attempt == 0 and first is not None
+            inst = first if held else self.router.pick(app, function, exclude)  # the warm path: no await
             if inst is None:
                 inst, waited = await self.router.acquire(app, function, deadline, exclude)
                 cold = cold or waited
+            iid = inst.id
+            if not held:
+                outstanding[iid] = outstanding.get(iid, 0) + n
             sent = time.monotonic()
             if sent >= deadline:
+                self._release(iid, n)
                 raise RpcError(
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                     f"stage {function}: ran out of time waiting for an instance",
                 )
-            iid = inst.id
-            outstanding[iid] = outstanding.get(iid, 0) + n
             try:
                 resp = await self.router.worker(inst.address).infer(inputs, deadline - sent)
             except WorkerCallError as exc:
@@ -155,11 +167,7 @@ class DataPath:
                     f"stage {function}: instance {iid} failed ({code.name}: {exc.details}) after a retry",
                 ) from exc
             finally:
-                left = outstanding.get(iid, 0) - n
-                if left > 0:
-                    outstanding[iid] = left
-                else:
-                    outstanding.pop(iid, None)
+                self._release(iid, n)
             done = time.monotonic()
             if not cold:
                 self.recorder.stage(model, inst.config, n, done - sent, done)
@@ -168,22 +176,45 @@ class DataPath:
             )
         raise AssertionError("unreachable")
 
+    def _release(self, instance_id: str, n: int) -> None:
+        outstanding = self.router.outstanding
+        left = outstanding.get(instance_id, 0) - n
+        if left > 0:
+            outstanding[instance_id] = left
+        else:
+            outstanding.pop(instance_id, None)
+
     def _batcher(self, entry: AppEntry, function: str) -> Batcher[Sent]:
         key = (entry.name, function)
         b = self.batchers.get(key)
         if b is None:
             model = entry.models[function]
             app = entry.name
+            outstanding = self.router.outstanding
 
-            async def dispatch(
-                inputs: list[common_pb2.Tensor], deadline: float
-            ) -> tuple[list[common_pb2.Tensor], Sent]:
-                return await self.call(app, function, model, inputs, deadline)
+            def dispatch(
+                inputs: list[common_pb2.Tensor], deadline: float, inst: common_pb2.Instance | None
+            ) -> Awaitable[tuple[list[common_pb2.Tensor], Sent]]:
+                if inst is not None:  # counted now: the flush's next batch goes elsewhere
+                    outstanding[inst.id] = outstanding.get(inst.id, 0) + len(inputs)
+                return self.call(app, function, model, inputs, deadline, first=inst)
 
-            b = Batcher(function, entry.batch[function], dispatch)
+            def pick() -> common_pb2.Instance | None:
+                return self.router.pick(app, function)
+
+            b = Batcher(function, entry.batch[function], dispatch, pick, entry.max_batch[function])
             self.batchers[key] = b
         b.size = entry.batch[function]
         return b
+
+    def _batched(self, entry: AppEntry, function: str) -> bool:
+        """Whether a stage goes through its batcher: the plan batches it, or a ready instance
+        was started to serve more than one at once."""
+        if entry.batch[function] > 1:
+            return True
+        if entry.max_batch[function] <= 1:
+            return False
+        return any(i.batch > 1 for i in self.registry.ready.get((entry.name, function), ()))
 
     # --- one invocation ------------------------------------------------------------------
     @staticmethod
@@ -247,8 +278,8 @@ class DataPath:
                 self.router.prestart(app, entry.ahead[function], deadline)
             reserve = entry.reserve[function]
             stage_deadline = deadline - min(reserve, 0.5 * left) if reserve else deadline
-            size = entry.batch[function]
-            if size > 1:
+            size = 1
+            if self._batched(entry, function):
                 wait = min(max_wait, sla_deadline - start - reserve - entry.latency[function])
                 out, sent, size = await self._batcher(entry, function).submit(inp, stage_deadline, wait)
             else:

@@ -147,8 +147,9 @@ class Controller:
         # Within the host's capacity; the rest wait for a later tick (entry stages first:
         # the plan lists functions in topological order).
         room = self.settings.max_instances - (len(self.svc.instances) - len(d.stops))
-        for st in d.starts[: max(0, room)]:  # (the batch an instance serves is the gateway's)
-            self.svc.spawn(self.svc.start_planned(app, st.function, st.config, st.reason))
+        for st in d.starts[: max(0, room)]:
+            batch = st.batch if st.batch is not None else plan.functions[st.function].batch
+            self.svc.spawn(self.svc.start_planned(app, st.function, st.config, batch, st.reason))
         if len(d.starts) > max(0, room):
             logs.event(
                 log, "starts deferred: at max_instances", app=app, deferred=len(d.starts) - max(0, room)
@@ -184,7 +185,7 @@ class Controller:
 
         def view(ready: bool, idle: float | None, served: int) -> InstanceView:
             return InstanceView(
-                inst.id, inst.function, inst.config, ready, started, idle, served, price_per_s=price
+                inst.id, inst.function, inst.config, ready, started, idle, served, inst.batch or None, price
             )
 
         if inst.state != common_pb2.INSTANCE_STATE_READY:

@@ -153,28 +153,29 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         await self.backend.stop(instance_id)
         logs.event(log, "instance failed", logging.WARNING, instance=instance_id, exit_code=code)
 
-    async def start_planned(self, app: str, function: str, config: str, reason: str) -> None:
+    async def start_planned(self, app: str, function: str, config: str, batch: int, reason: str) -> None:
         """A controller start: the function's model from the app spec, the config by name."""
         stored = await self.store.get_app(app)
         models = {f.name: f.model for f in stored.spec.functions} if stored is not None else {}
         cfg = self.catalogue.get(config)
         if function not in models or cfg is None:
             return  # the app or config went away since the plan
-        await self._start_instance(app, function, models[function], cfg, reason)
+        await self._start_instance(app, function, models[function], cfg, batch, reason)
 
     async def _start_instance(
-        self, app: str, function: str, model: str, config: HardwareConfig, reason: str
+        self, app: str, function: str, model: str, config: HardwareConfig, batch: int, reason: str
     ) -> common_pb2.Instance:
         """Start one instance; it is in `self.instances` (STARTING) from the first moment, so
-        the controller counts it and `EnsureInstance` waits for it instead of starting more."""
+        the controller counts it and `EnsureInstance` waits for it instead of starting more.
+        `batch` is what it is sized to serve at once (0: unknown); the gateway batches up to it."""
         # Shielded: a caller that gives up (its deadline) must not leave a half-started worker.
-        task = asyncio.ensure_future(self._run_start(app, function, model, config, reason))
+        task = asyncio.ensure_future(self._run_start(app, function, model, config, batch, reason))
         self.tasks.add(task)
         task.add_done_callback(self._reap)
         return await asyncio.shield(task)
 
     async def _run_start(
-        self, app: str, function: str, model: str, config: HardwareConfig, reason: str
+        self, app: str, function: str, model: str, config: HardwareConfig, batch: int, reason: str
     ) -> common_pb2.Instance:
         instance_id = f"{app}-{function}-{uuid.uuid4().hex[:8]}"
         inst = common_pb2.Instance(
@@ -187,6 +188,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             backend=self.backend.name,
             price_per_hour=config.price_per_hour,
             start_reason=reason,
+            batch=batch,
         )
         set_seconds(inst.started_at, time.time())
         self.instances[instance_id] = inst
@@ -230,14 +232,21 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         )
         return inst
 
-    async def _config_for(self, app: str, function: str) -> HardwareConfig:
-        """The planned config of a function, or the default one when there is no plan."""
+    async def _shape_for(self, app: str, function: str) -> tuple[HardwareConfig, int]:
+        """(config, batch) of an on-demand start, as the simulator's: the plan's instance
+        config and batch; its config serving one at a time when this host cannot run the
+        instance config; with no plan, the default config and an unknown batch (0)."""
         plan = await self.store.get_plan(app)
         for fp in plan.functions if plan is not None else []:
-            cfg = self.catalogue.get(fp.config)
-            if fp.function == function and cfg is not None and cfg.runnable:
-                return cfg
-        return self.catalogue[self.settings.default_config]
+            if fp.function != function:
+                continue
+            shaped = fp.instance_config or fp.config
+            alone = fp.batch_size if shaped == fp.config else 1
+            for name, batch in ((shaped, fp.batch_size), (fp.config, alone)):
+                cfg = self.catalogue.get(name)
+                if cfg is not None and cfg.runnable:
+                    return cfg, max(1, batch)
+        return self.catalogue[self.settings.default_config], 0
 
     @rpc
     async def EnsureInstance(
@@ -261,10 +270,10 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
                 waited = await self._await_start(mine[0].id)
                 if waited is not None:
                     return optimizer_pb2.EnsureInstanceResponse(instance=waited, started=True)
-            config = await self._config_for(request.app, request.function)
+            config, batch = await self._shape_for(request.app, request.function)
             await self._make_room()
             inst = await self._start_instance(
-                request.app, request.function, models[request.function], config, "on demand"
+                request.app, request.function, models[request.function], config, batch, "on demand"
             )
             return optimizer_pb2.EnsureInstanceResponse(instance=inst, started=True)
 
