@@ -37,7 +37,7 @@ class Two:
 
 
 def tensor(k: int) -> common_pb2.Tensor:
-    return common_pb2.Tensor(dtype=1, shape=[1], data=bytes([k]))
+    return common_pb2.Tensor(dtype=common_pb2.DATA_TYPE_UINT8, shape=[1], data=bytes([k]))
 
 
 async def submit_all(b: Batcher[str], n: int, wait: float = 1.0) -> list[tuple[common_pb2.Tensor, str, int]]:
