@@ -27,14 +27,19 @@ def test_optimizer_rows_have_the_issue_fields() -> None:
         assert r["fast_feasible"] == r["exact_feasible"]
         if r["cost_gap"] is not None:
             assert r["cost_gap"] >= -1e-9  # the exact plan is never dearer
+        assert r["build_ms"] > 0 and r["speedup_ceiling"] == pytest.approx(
+            r["exact_ms"] / r["build_ms"], rel=0.02
+        )
     assert summarize(rows)
 
 
 def test_same_seed_same_cases() -> None:
     a = bench_optimizer(seed=7, repeats=1, lengths=(4,), m_configs=(8,), with_plain=False)
     b = bench_optimizer(seed=7, repeats=1, lengths=(4,), m_configs=(8,), with_plain=False)
-    strip = [{k: v for k, v in r.items() if not k.endswith(("_ms", "speedup"))} for r in a]
-    assert strip == [{k: v for k, v in r.items() if not k.endswith(("_ms", "speedup"))} for r in b]
+    strip = [{k: v for k, v in r.items() if not k.endswith(("_ms", "speedup", "_ceiling"))} for r in a]
+    assert strip == [
+        {k: v for k, v in r.items() if not k.endswith(("_ms", "speedup", "_ceiling"))} for r in b
+    ]
 
 
 def test_config_subsets() -> None:
