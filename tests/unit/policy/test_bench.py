@@ -4,7 +4,17 @@ import json
 
 import pytest
 
-from smiless.bench.optimizer import bench_autoscaler, bench_optimizer, configs_for, main, summarize
+from smiless.bench.optimizer import (
+    bench_autoscaler,
+    bench_optimizer,
+    configs_for,
+    exhaustive_ms,
+    main,
+    summarize,
+)
+from smiless.policy.costmodel import Forecast
+from smiless.policy.profile import load_reference_profiles
+from smiless.policy.search import build_problem, exact_plan
 
 FIELDS = {
     "n_functions",
@@ -56,3 +66,20 @@ def test_autoscaler_rows(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["autoscaler"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert {r["g"] for r in printed} >= {1, 1000}
+
+
+def test_exhaustive_search_finds_the_exact_optimum_and_extrapolates_past_its_cap() -> None:
+    ref = load_reference_profiles()
+    fns = {"a": "imagerecognition", "b": "distilbert", "c": "questionanswering", "d": "translation"}
+    edges = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]
+    profiles = {f: ref[m] for f, m in fns.items()}
+    cat = configs_for(8)
+    fc = Forecast(it_s=7.0)
+    p = build_problem(list(fns), edges, 3.0, profiles, cat, fc)
+    ms, combos, best = exhaustive_ms(p, max_combos=10**9)
+    assert combos == len(p.lats[0]) * len(p.lats[1]) * len(p.lats[2]) * len(p.lats[3]) > 1
+    assert ms > 0
+    exact = exact_plan(list(fns), edges, 3.0, profiles, cat, fc)
+    assert exact.feasible and best == pytest.approx(exact.cost)
+    capped_ms, capped_combos, _ = exhaustive_ms(p, max_combos=2)
+    assert capped_combos == combos and capped_ms > 0, "extrapolated to every combination"
