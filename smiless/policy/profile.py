@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -164,6 +164,55 @@ class FunctionProfile:
         cannot know which request an instance serves first, so this is the safe reading (it is
         also the reference's)."""
         return self.inference.latency(batch, config.resource) + self.cs_extra
+
+
+OBSERVED_INIT_WINDOW = 20
+"""Starts per (model, kind) that `ObservedInits` remembers: recent enough to follow the host's
+load, enough for a spread."""
+OBSERVED_INIT_MIN = 3
+"""Starts it needs before it widens a profile's init."""
+
+
+class ObservedInits:
+    """How long this host's recent starts took, start command to ready, per (model, kind).
+
+    A profile's init is measured one start at a time on an idle host. Under traffic, starts
+    share the cores with warm inference and with each other (and wait for a start slot), so
+    they take longer: text generation's profiled init of 3.8 s (μ + 3σ) took 4.0-5.8 s in the
+    demo, and most pre-warms timed by the profile were ready only after their requests came.
+    `widen` plans with what the host did instead, where that is longer."""
+
+    def __init__(self, window: int = OBSERVED_INIT_WINDOW, min_samples: int = OBSERVED_INIT_MIN) -> None:
+        self.window = window
+        self.min_samples = min_samples
+        self.samples: dict[tuple[str, Kind], list[float]] = {}
+
+    def record(self, model: str, kind: Kind, seconds: float) -> None:
+        if not (math.isfinite(seconds) and seconds >= 0.0):
+            return
+        seen = self.samples.setdefault((model, kind), [])
+        seen.append(seconds)
+        del seen[: -self.window]
+
+    def widen(self, profile: FunctionProfile) -> FunctionProfile:
+        """`profile` with its init covering the observed starts: where their mean m and spread
+        s give m + kσ above the profile's bound for any k (m > μ or s > σ), an extra phase
+        "observed" of μ' = max(0, m - μ) and σ' = sqrt(max(0, s² - σ²)) makes the init's mean
+        max(μ, m) and its σ max(σ, s). The profile's own init is never shortened: a quiet
+        spell does not make the next start under load faster."""
+        seen = self.samples.get((profile.model, profile.kind))
+        if seen is None or len(seen) < self.min_samples:
+            return profile
+        n = len(seen)
+        m = sum(seen) / n
+        s2 = sum((x - m) ** 2 for x in seen) / (n - 1)
+        mu, sigma = profile.init.mean, profile.init.std
+        extra_mu = max(0.0, m - mu)
+        extra_sigma = math.sqrt(max(0.0, s2 - sigma * sigma))
+        if extra_mu == 0.0 and extra_sigma == 0.0:
+            return profile
+        init = InitModel((*profile.init.phases, InitPhase("observed", extra_mu, extra_sigma)))
+        return replace(profile, init=init)
 
 
 FunctionProfiles = Mapping[str, FunctionProfile]

@@ -29,7 +29,7 @@ from smiless.backends.base import BackendError, ModelError, WorkerBackend
 from smiless.catalogue import HardwareConfig, load_catalogue, mark_runnable
 from smiless.config import Settings
 from smiless.policy.costmodel import Forecast
-from smiless.policy.profile import FunctionProfile
+from smiless.policy.profile import FunctionProfile, ObservedInits
 from smiless.policy.search import Plan, explain, sla_aware_plan
 from smiless.protoutil import set_seconds
 from smiless.server import RpcError, rpc
@@ -68,6 +68,8 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         self.predictor: predictor_pb2_grpc.PredictorStub | None = None
         self.controller = Controller(self)
         self.start_slots = asyncio.Semaphore(settings.max_parallel_starts)
+        self.observed_inits = ObservedInits()
+        """This host's recent starts, which widen the profiles' inits (`ObservedInits`)."""
 
     def add_to_server(self, server: grpc.aio.Server) -> list[str]:
         optimizer_pb2_grpc.add_OptimizerServicer_to_server(self, server)
@@ -214,6 +216,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         # started_at stays the start command's time: a lifetime already reported (the STARTING
         # record) must not move, and the wait for a start slot is paid, as in the simulator.
         set_seconds(inst.ready_at, started.ready_at)
+        self.observed_inits.record(model, config.kind, started.ready_at - (seconds(inst.started_at) or 0.0))
         inst.address = started.address
         inst.state = common_pb2.INSTANCE_STATE_READY
         for name, took in started.phases.items():
@@ -322,7 +325,9 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             if not stored:
                 missing.append(f"{f.name} ({f.model})")
                 continue
-            out[f.name] = {kind: profiles.from_proto(p) for kind, p in stored.items()}
+            out[f.name] = {
+                kind: self.observed_inits.widen(profiles.from_proto(p)) for kind, p in stored.items()
+            }
         if missing:
             raise RpcError(
                 grpc.StatusCode.FAILED_PRECONDITION,

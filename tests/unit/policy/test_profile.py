@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,7 @@ from smiless.policy.profile import (
     InferenceModel,
     InitModel,
     InitPhase,
+    ObservedInits,
     ProfileError,
     latency_on,
     load_reference_profiles,
@@ -170,3 +172,25 @@ def test_profile_lookup_by_config_name_wins_over_kind() -> None:
 def test_warm_latency_includes_the_first_request_extra() -> None:
     p = FunctionProfile("m", Kind.GPU, InferenceModel(1.0, 10.0, 0.0, 0.1), InitModel.single(1.0, 0.0), 0.25)
     assert p.warm_latency(CATALOGUE["gpu-50"]) == pytest.approx(1.0 * (10.0 / 50) + 0.1 + 0.25)
+
+
+def test_observed_starts_widen_the_init_and_never_shorten_it() -> None:
+    prof = FunctionProfile(
+        "m", Kind.CPU, InferenceModel(1.0, 0.1, 0.1, 0.01), InitModel.single(3.5, 0.1), 0.0
+    )
+    seen = ObservedInits(window=4, min_samples=3)
+    seen.record("m", Kind.CPU, 4.0)
+    seen.record("m", Kind.CPU, 5.0)
+    assert seen.widen(prof) is prof, "too few starts to go by"
+    seen.record("m", Kind.CPU, 6.0)
+    wide = seen.widen(prof)
+    # observed mean 5, sample σ 1: the init becomes mean 5, σ 1 (each the larger of the two)
+    assert wide.init.mean == pytest.approx(5.0) and wide.init.std == pytest.approx(1.0)
+    assert wide.init.bound(3.0) == pytest.approx(8.0) and wide.init.phases[-1].name == "observed"
+    assert wide.inference == prof.inference
+    assert seen.widen(replace(prof, kind=Kind.GPU)).init == prof.init, "per (model, kind)"
+    for _ in range(4):  # a quiet spell: only the last 4 count, all faster than the profile
+        seen.record("m", Kind.CPU, 3.0)
+    assert seen.widen(prof) is prof
+    seen.record("m", Kind.CPU, float("nan"))
+    assert len(seen.samples[("m", Kind.CPU)]) == 4
