@@ -234,8 +234,11 @@ def _train(
 
 
 def _infer(net: _TwoWindowNet, x_it: FloatArray, x_count: FloatArray) -> FloatArray:
+    # copied: the windows may be read-only views (sliding windows), which torch warns about
+    it = torch.from_numpy(np.array(x_it, dtype=np.float32))
+    count = torch.from_numpy(np.array(x_count, dtype=np.float32))
     with torch.no_grad():
-        out = net(torch.as_tensor(x_it, dtype=torch.float32), torch.as_tensor(x_count, dtype=torch.float32))
+        out = net(it, count)
     return np.asarray(out.numpy(), dtype=np.float64)
 
 
