@@ -41,6 +41,7 @@ class FunctionPlan(_message.Message):
     STOP_AFTER_SERVING_FIELD_NUMBER: _builtins.int
     INSTANCE_CONFIG_FIELD_NUMBER: _builtins.int
     INIT_HIDDEN_FIELD_NUMBER: _builtins.int
+    INIT_FIELD_NUMBER: _builtins.int
     function: _builtins.str
     config: _builtins.str
     mode: _common_pb2.ColdStartMode.ValueType
@@ -73,6 +74,12 @@ class FunctionPlan(_message.Message):
         pre-warm is planned.
         """
 
+    @_builtins.property
+    def init(self) -> _duration_pb2.Duration:
+        """Planned init (mu + k sigma): the profile's, widened where this host's recent starts of the
+        model took longer.
+        """
+
     def __init__(
         self,
         *,
@@ -90,10 +97,11 @@ class FunctionPlan(_message.Message):
         stop_after_serving: _builtins.bool = ...,
         instance_config: _builtins.str = ...,
         init_hidden: _builtins.bool = ...,
+        init: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["keep_alive", b"keep_alive", "latency", b"latency", "prewarm_at", b"prewarm_at", "prewarm_window", b"prewarm_window", "ready_offset", b"ready_offset"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["init", b"init", "keep_alive", b"keep_alive", "latency", b"latency", "prewarm_at", b"prewarm_at", "prewarm_window", b"prewarm_window", "ready_offset", b"ready_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "config", b"config", "cost", b"cost", "function", b"function", "init_hidden", b"init_hidden", "instance_config", b"instance_config", "instances", b"instances", "keep_alive", b"keep_alive", "latency", b"latency", "mode", b"mode", "prewarm_at", b"prewarm_at", "prewarm_window", b"prewarm_window", "ready_offset", b"ready_offset", "stop_after_serving", b"stop_after_serving"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "config", b"config", "cost", b"cost", "function", b"function", "init", b"init", "init_hidden", b"init_hidden", "instance_config", b"instance_config", "instances", b"instances", "keep_alive", b"keep_alive", "latency", b"latency", "mode", b"mode", "prewarm_at", b"prewarm_at", "prewarm_window", b"prewarm_window", "ready_offset", b"ready_offset", "stop_after_serving", b"stop_after_serving"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

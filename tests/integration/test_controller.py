@@ -84,6 +84,8 @@ def test_prewarmed_before_predicted_arrivals_and_stopped_after(stack: LocalStack
         plan = optimizer_pb2_grpc.OptimizerStub(och).Plan(optimizer_pb2.PlanRequest(app=APP), timeout=10).plan
         fp = plan.functions[0]
         assert fp.mode == common_pb2.COLD_START_MODE_PREWARM and fp.stop_after_serving, plan
+        # the planned init is the profile's mu + 3 sigma, or longer where this host's starts were
+        assert fp.init.ToNanoseconds() / 1e9 >= 7.5 - 1e-6, plan
         arrivals: list[float] = []
         for _ in range(2):
             last += PERIOD_S
