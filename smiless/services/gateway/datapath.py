@@ -120,7 +120,6 @@ class DataPath:
         exclude: frozenset[str] = frozenset()
         cold = False
         n = len(inputs)
-        outstanding = self.router.outstanding
         for attempt in (0, 1):
             held = attempt == 0 and first is not None
             inst = first if held else self.router.pick(app, function, exclude)  # the warm path: no await
@@ -129,7 +128,7 @@ class DataPath:
                 cold = cold or waited
             iid = inst.id
             if not held:
-                outstanding[iid] = outstanding.get(iid, 0) + n
+                self._hold(iid, n)
             sent = time.monotonic()
             if sent >= deadline:
                 self._release(iid, n)
@@ -176,6 +175,11 @@ class DataPath:
             )
         raise AssertionError("unreachable")
 
+    def _hold(self, instance_id: str, n: int) -> None:
+        """Count `n` requests on the instance: `router.pick` prefers the least loaded."""
+        outstanding = self.router.outstanding
+        outstanding[instance_id] = outstanding.get(instance_id, 0) + n
+
     def _release(self, instance_id: str, n: int) -> None:
         outstanding = self.router.outstanding
         left = outstanding.get(instance_id, 0) - n
@@ -190,13 +194,12 @@ class DataPath:
         if b is None:
             model = entry.models[function]
             app = entry.name
-            outstanding = self.router.outstanding
 
             def dispatch(
                 inputs: list[common_pb2.Tensor], deadline: float, inst: common_pb2.Instance | None
             ) -> Awaitable[tuple[list[common_pb2.Tensor], Sent]]:
                 if inst is not None:  # counted now: the flush's next batch goes elsewhere
-                    outstanding[inst.id] = outstanding.get(inst.id, 0) + len(inputs)
+                    self._hold(inst.id, len(inputs))
                 return self.call(app, function, model, inputs, deadline, first=inst)
 
             def pick() -> common_pb2.Instance | None:
