@@ -192,7 +192,8 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
             start_reason=reason,
             batch=batch,
         )
-        set_seconds(inst.started_at, time.time())
+        commanded = time.time()
+        set_seconds(inst.started_at, commanded)
         self.instances[instance_id] = inst
         await self.store.put_instance(inst)
         try:
@@ -216,7 +217,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         # started_at stays the start command's time: a lifetime already reported (the STARTING
         # record) must not move, and the wait for a start slot is paid, as in the simulator.
         set_seconds(inst.ready_at, started.ready_at)
-        self.observed_inits.record(model, config.kind, started.ready_at - (seconds(inst.started_at) or 0.0))
+        self.observed_inits.record(model, config.kind, started.ready_at - commanded)
         inst.address = started.address
         inst.state = common_pb2.INSTANCE_STATE_READY
         for name, took in started.phases.items():
