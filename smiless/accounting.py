@@ -1,4 +1,4 @@
-"""Cost and SLA accounting (DESIGN.md §5): the one cost function.
+"""Cost and SLA accounting (docs/design.md §5): the one cost function.
 
 Cost of an instance = its lifetime, from the start command to the stop (or `now` while
 it runs), clipped to the report window, times its config's unit price. Idle and init

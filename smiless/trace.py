@@ -12,6 +12,7 @@ becomes half an app history.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 ID_COLUMNS: tuple[str, ...] = ("HashFunction", "HashApp", "HashOwner")
+#: The Azure Functions 2019 sample shipped with the package (attribution in its README.md):
+#: the default trace of the demo, the replay, the simulator and the benchmarks.
+DEFAULT_TRACE = Path(__file__).resolve().parent / "data" / "azure2019" / "invocations_1250.csv.gz"
 Spread = Literal["together", "poisson"]
 
 
@@ -172,12 +176,15 @@ def _header_problem(header: list[str], expected: list[str]) -> str:
 
 
 def load_trace(path: str | Path, *, minutes: int | None = None) -> Trace:
-    """Load and validate a trace file; see `parse_trace`."""
+    """Load and validate a trace file, plain or gzip-compressed (`.gz`); see `parse_trace`."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
+        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+        text = raw.decode("utf-8-sig")  # tolerate a byte-order mark
     except UnicodeDecodeError as exc:
         raise TraceError(str(p), 1, f"not UTF-8 text: {exc}") from exc
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise TraceError(str(p), 1, f"not a gzip file: {exc}") from exc
     return parse_trace(io.StringIO(text, newline=""), source=str(p), minutes=minutes)
 
 

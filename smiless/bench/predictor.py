@@ -61,12 +61,7 @@ from smiless.policy.predictors import (
     under_rate,
 )
 from smiless.policy.predictors.lstm import SMIlessPredictor
-from smiless.trace import Trace, TraceError, TraceFunction, load_trace
-
-# The sample that sits beside a checkout of this repository (../shared/data/azure2019).
-DEFAULT_TRACE = str(
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "azure2019" / "invocations_1250.csv"
-)
+from smiless.trace import DEFAULT_TRACE, Trace, TraceError, TraceFunction, load_trace
 
 #: Row order of the report: the SMIless variants first, then the baselines.
 PREDICTORS: tuple[str, ...] = (
@@ -266,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m smiless.bench.predictor",
         description="Predictor accuracy on an Azure Functions trace; prints one JSON row per predictor.",
     )
-    parser.add_argument("--trace", default=DEFAULT_TRACE, help="Azure invocations CSV")
+    parser.add_argument("--trace", default=str(DEFAULT_TRACE), help="Azure invocations CSV")
     parser.add_argument("--min-active", type=int, default=BenchConfig.min_active)
     parser.add_argument("--min-gap-share", type=float, default=BenchConfig.min_gap_share)
     parser.add_argument("--max-functions", type=int, default=BenchConfig.max_functions)

@@ -21,6 +21,7 @@ from smiless.catalogue import load_catalogue
 from smiless.cli.main import JsonOpt, app, console, fail, print_json
 from smiless.config import Settings
 from smiless.policy.fitting import coverage
+from smiless.trace import DEFAULT_TRACE
 from smiless.v1 import profiler_pb2, profiler_pb2_grpc
 
 bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
@@ -134,7 +135,9 @@ def autoscaler_bench(as_json: JsonOpt = False) -> None:
 
 @bench_app.command("predictor")
 def predictor_bench(
-    trace: Annotated[Path, typer.Option(help="Azure Functions invocations CSV.")],
+    trace: Annotated[
+        Path, typer.Option(help="Azure Functions invocations CSV or .csv.gz (default: the shipped sample).")
+    ] = DEFAULT_TRACE,
     max_functions: Annotated[int, typer.Option(help="Functions evaluated (evenly spaced by activity).")] = 80,
     jobs: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     as_json: JsonOpt = False,

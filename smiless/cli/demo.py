@@ -18,7 +18,7 @@ state a long-running deployment is in; `--compare-sim` simulates the same lead-i
 
 The window (fixed, so runs compare): trace minutes 600-609 (10:00-10:10 of the sample's day),
 one trace minute = 2 s, invocations of a minute sent together. The rows were picked from
-`../shared/data/azure2019/invocations_1250.csv` by this rule: a mean of 0.5-3 invocations
+the shipped Azure sample (`smiless/data/azure2019`) by this rule: a mean of 0.5-3 invocations
 per minute over the day, invoked in at least 60 % of its minutes, at most 12 in any minute
 (what two cores can serve for three apps at once), a count series not identical to an
 earlier row's; of the nine such rows (file rows 54, 139, 202, 265, 575, 711, 881, 1055,
@@ -51,7 +51,7 @@ from smiless.cli import replay as replay_cli  # a module reference: main imports
 from smiless.cli.main import JsonOpt, app, console, err, fail, print_json
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.protoutil import set_seconds
-from smiless.trace import TraceError, arrivals_from_counts, load_trace
+from smiless.trace import DEFAULT_TRACE, TraceError, arrivals_from_counts, load_trace
 from smiless.v1 import (
     common_pb2,
     gateway_pb2,
@@ -70,11 +70,6 @@ DEMO_ROWS: dict[str, str] = {
 DEMO_START_MINUTE = 600
 DEMO_MINUTES = 10
 DEMO_LEAD_IN = 90
-
-
-def default_trace() -> Path:
-    """The Azure sample beside a checkout (../shared/data/azure2019), as the benchmarks use."""
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "azure2019" / "invocations_1250.csv"
 
 
 def models_of(specs: list[appspec.AppSpec]) -> list[str]:
@@ -239,7 +234,7 @@ def demo(
         typer.Option(help="Longest wait after loading the history for instances to be ready (s); 0: none."),
     ] = 0.0,
     trace: Annotated[
-        Path | None, typer.Option(help="Azure invocations CSV (default: the shared sample).")
+        Path | None, typer.Option(help="Azure invocations CSV (default: the shipped Azure sample).")
     ] = None,
     plot: Annotated[Path, typer.Option(help="PNG of cost and latency over time.")] = Path("smiless-demo.png"),
     profile_configs: Annotated[
@@ -267,7 +262,7 @@ def demo(
         fail(f"--batch-sizes: {batch_sizes!r} is not a comma-separated list of integers")
         raise
     out = err if as_json else console
-    trace_path = trace or default_trace()
+    trace_path = trace or DEFAULT_TRACE
     try:
         loaded = load_trace(trace_path)
         rows = {name: replay.select_row(loaded, h) for name, h in DEMO_ROWS.items()}

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from smiless.cli.main import JsonOpt, app, connect, console, fail, print_json, secs, to_dict
+from smiless.trace import DEFAULT_TRACE
 from smiless.v1 import predictor_pb2, predictor_pb2_grpc
 
 
@@ -56,8 +57,10 @@ app.add_typer(history_app, name="history")
 @history_app.command("load")
 def history_load(
     name: Annotated[str, typer.Argument(help="App name.")],
-    trace: Annotated[Path, typer.Option(help="Azure Functions invocations CSV.")],
     row: Annotated[str, typer.Option(help="HashFunction of the row, or its 0-based index.")],
+    trace: Annotated[
+        Path, typer.Option(help="Azure Functions invocations CSV or .csv.gz (default: the shipped sample).")
+    ] = DEFAULT_TRACE,
     seconds_per_minute: Annotated[float, typer.Option(help="One trace minute lasts this long.")] = 2.0,
     minutes: Annotated[int | None, typer.Option(help="Load only the last N trace minutes.")] = None,
     spread: Annotated[str, typer.Option(help="together | poisson (within each minute).")] = "together",

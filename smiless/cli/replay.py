@@ -20,7 +20,7 @@ from rich.table import Table
 from smiless import appspec, replay
 from smiless.cli.main import JsonOpt, app, console, err, fail, print_json
 from smiless.config import Settings
-from smiless.trace import Spread, TraceError, TraceFunction, load_trace
+from smiless.trace import DEFAULT_TRACE, Spread, TraceError, TraceFunction, load_trace
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc, profiler_pb2, profiler_pb2_grpc
 
 
@@ -277,10 +277,12 @@ def render(report: replay.ReplayReport) -> None:
 @app.command("replay")
 def replay_cmd(
     apps: Annotated[list[str], typer.Option("--app", help="App name or spec file (repeatable).")],
-    trace: Annotated[Path, typer.Option(help="Azure Functions invocations CSV.")],
     rows: Annotated[
         list[str], typer.Option("--row", help="HashFunction or 0-based index; one per --app, or one for all.")
     ],
+    trace: Annotated[
+        Path, typer.Option(help="Azure Functions invocations CSV or .csv.gz (default: the shipped sample).")
+    ] = DEFAULT_TRACE,
     start_minute: Annotated[int, typer.Option(help="0-based first trace minute of the window.")] = 0,
     minutes: Annotated[
         int | None, typer.Option(help="Trace minutes to replay (default: to the end).")

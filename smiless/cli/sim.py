@@ -37,9 +37,9 @@ def _check_warmup(warmup: float) -> None:
 def _default_trace(trace: Path | None) -> Path:
     if trace is not None:
         return trace
-    from smiless.bench.predictor import DEFAULT_TRACE
+    from smiless.trace import DEFAULT_TRACE
 
-    return Path(DEFAULT_TRACE)
+    return DEFAULT_TRACE
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Table:

@@ -8,7 +8,7 @@ For predicted inter-arrival time IT and execution time `T_exec = T_init + T_busy
 2. KEEP_ALIVE, `T_busy < IT < T_exec`: too little time to stop and re-initialise, so the
    instance stays up through the gap and costs `U·IT`.
 3. SCALED, invocations overlap (several arrive together, or `IT < T_busy` so the next arrives
-   while the last is still served; DESIGN.md writes `IT ≤ T_inf`, but at equality one instance
+   while the last is still served; docs/design.md writes `IT ≤ T_inf`, but at equality one instance
    finishes just as the next arrives, so that boundary stays KEEP_ALIVE): the auto-scaler
    sizes a group of instances and the group's price `P` replaces `U`; the group is
    pre-warmed or kept alive by the same rule, so it costs `P·min(IT, T_exec)`.
@@ -38,7 +38,7 @@ from smiless.policy.profile import DEFAULT_K_SIGMA, FunctionProfile
 
 
 class Mode(StrEnum):
-    """The cold-start case a function runs in (DESIGN.md §4)."""
+    """The cold-start case a function runs in (docs/design.md §4)."""
 
     PREWARM = "prewarm"
     KEEP_ALIVE = "keep-alive"

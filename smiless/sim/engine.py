@@ -1,7 +1,7 @@
 """The discrete-event simulator: requests through a DAG of functions served by instances that a
 policy starts and stops; cost and SLA as the real system counts them.
 
-Semantics (the gateway's and the optimizer's, DESIGN.md §3-§5):
+Semantics (the gateway's and the optimizer's, docs/design.md §3-§5):
 
 - An arrival of `count` invocations enters the app's entry function(s) at once. A stage of a
   request becomes ready when all its parents have finished it (fan-in); parallel branches run

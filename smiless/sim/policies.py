@@ -14,7 +14,7 @@ there: `SmilessPolicy.inflight`), as the optimizer service would count them from
 gateway's records: a plan made at an arrival times the next one, and the in-flight count is
 what keeps the window of the requests still on their way open (`controller.decide`).
 
-**Baselines**, as their papers describe them (smiless-reference.md §7 (a)), without the
+**Baselines**, as their papers describe them (docs/smiless-reference.md §7 (a)), without the
 reference artifact's bugs; each simplification is listed in the class docstring. Where a
 baseline is a cold-start policy only (`keepalive-10min`, `hybrid-histogram`) it runs every
 function on the configs and batch sizes of a *static* smiless plan made once from the

@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 
 from smiless import replay
-from smiless.cli.demo import DEMO_MINUTES, DEMO_ROWS, DEMO_START_MINUTE, default_trace
+from smiless.cli.demo import DEMO_MINUTES, DEMO_ROWS, DEMO_START_MINUTE
 from smiless.replay import NOT_SENT, OK, Outcome, Result, Send, Workload
-from smiless.trace import load_trace, parse_trace
+from smiless.trace import DEFAULT_TRACE, load_trace, parse_trace
 
 TRACE = """HashFunction,HashApp,HashOwner,minute_1,minute_2,minute_3,minute_4,minute_5
 fa,aa,oa,2,0,1,4,0
@@ -251,10 +251,9 @@ def test_fidelity_pairs_apps_with_both_reports() -> None:
 
 
 # --- the demo's fixed window -----------------------------------------------------------------
-@pytest.mark.skipif(not default_trace().exists(), reason="Azure sample not beside the checkout")
 def test_demo_window_is_the_documented_one() -> None:
     """The rows and counts that smiless/cli/demo.py's docstring (and the README) promise."""
-    trace = load_trace(default_trace())
+    trace = load_trace(DEFAULT_TRACE)
     documented = {
         "voice-assistant": (54, (1, 2, 3, 0, 8, 1, 2, 3, 0, 8)),
         "amber-alert": (575, (0, 1, 1, 1, 3, 1, 1, 2, 2, 1)),

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from smiless.trace import TraceError, arrivals_from_counts, load_trace, parse_trace
+from smiless.trace import DEFAULT_TRACE, TraceError, arrivals_from_counts, load_trace, parse_trace
 
 HEADER = "HashFunction,HashApp,HashOwner,minute_1,minute_2,minute_3"
-SAMPLE = Path("/work/shared/data/azure2019/invocations_1250.csv")
 
 
 def test_parses_rows() -> None:
@@ -66,9 +66,19 @@ def test_load_file_all_or_nothing(tmp_path: Path) -> None:
         load_trace(binary)
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="Azure sample not present")
+def test_gzip_traces_load_and_a_corrupt_one_names_the_file(tmp_path: Path) -> None:
+    packed = tmp_path / "t.csv.gz"
+    packed.write_bytes(gzip.compress((HEADER + "\nf1,a,o,1,2,3\n").encode()))
+    assert load_trace(packed).function("f1").counts.tolist() == [1, 2, 3]
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(b"not gzip at all")
+    with pytest.raises(TraceError, match="gzip") as info:
+        load_trace(broken)
+    assert str(broken) in str(info.value)
+
+
 def test_loads_the_azure_sample() -> None:
-    tr = load_trace(SAMPLE, minutes=1440)
+    tr = load_trace(DEFAULT_TRACE, minutes=1440)
     assert len(tr) == 1250 and tr.minutes == 1440
     assert all(f.counts.min() >= 0 for f in tr)
 

@@ -45,7 +45,7 @@ Deviations from the reference artifact, each for a reason:
   data: the cheapest pair (least mean over-provisioning) whose validation under-estimate
   share is <= `count_under_target`.
 
-CPU budget (DESIGN.md §6: 2 cores): training runs with torch.set_num_threads(1) (one core,
+CPU budget (docs/design.md §6: 2 cores): training runs with torch.set_num_threads(1) (one core,
 the other stays with the services), on at most `max_windows` of the most recent windows, for
 at most `max_epochs` epochs with early stopping after `patience` epochs without improvement.
 A fit is at most (len(windows) + 2) trainings of at most max_epochs x ceil(max_windows /

@@ -4,7 +4,7 @@ Pure functions of their inputs. Time is a parameter (`start`, `end`), never read
 clock, so the service, the simulator and the tests derive the same series from the same
 arrivals.
 
-Vocabulary (DESIGN.md §2): a *slot* is the time unit of the history; an *arrival slot* is a
+Vocabulary (docs/design.md §2): a *slot* is the time unit of the history; an *arrival slot* is a
 slot with at least one invocation; the *IT* (inter-arrival time) is the distance in slots
 between two consecutive arrival slots, so it is always >= 1. Invocations that share a slot
 are not an IT of 0: they are that arrival's *count*, which the count model predicts.

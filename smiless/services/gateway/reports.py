@@ -3,7 +3,7 @@
 Status (per app): the current plan, live instances by state and config, and per window
 ending now (1 min, 5 min, 1 h unless asked otherwise) the invocation rate, p50/p99 latency
 and the SLA violation ratio. An SLA violation is an invocation that was answered after the
-app's SLA or failed (DESIGN.md §5). A status reads at most the app's 20,000 most recent
+app's SLA or failed (docs/design.md §5). A status reads at most the app's 20,000 most recent
 records; a window that held more is answered from those and marked `sampled` (its rate is
 their count over the time they span).
 

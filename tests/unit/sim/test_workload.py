@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from smiless.bench.policies import standard_workloads
-from smiless.bench.predictor import DEFAULT_TRACE
 from smiless.sim import REFERENCE_APPS
 from smiless.sim.workload import Workload, eligible, it_cv, select_rows, synthetic_counts
-from smiless.trace import load_trace
-
-SAMPLE = Path("/work/shared/data/azure2019/invocations_1250.csv")
+from smiless.trace import DEFAULT_TRACE, load_trace
 
 
 def test_together_and_poisson_keep_every_invocation_in_its_minute() -> None:
@@ -27,9 +22,8 @@ def test_together_and_poisson_keep_every_invocation_in_its_minute() -> None:
     assert [t for t, _, _ in poisson] == sorted(t for t, _, _ in poisson)
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="Azure sample not present")
 def test_the_benchmark_rows_follow_the_rule() -> None:
-    tr = load_trace(SAMPLE)
+    tr = load_trace(DEFAULT_TRACE)
     rows = select_rows(tr)
     assert rows == select_rows(tr)
     assert all(eligible(r) for r in rows)
@@ -52,7 +46,6 @@ def test_synthetic_rows_follow_rate_and_burstiness() -> None:
     assert total[15 * 60 : 16 * 60].sum() > total[2 * 60 : 3 * 60].sum()
 
 
-@pytest.mark.skipif(not Path(DEFAULT_TRACE).exists(), reason="Azure sample not beside the checkout")
 def test_each_reference_app_keeps_its_row_whichever_apps_are_asked_for() -> None:
     """A part of the matrix (or another order) replays each app's own row, not the row at its
     position in the list: the rows used to be zipped with the apps asked for."""
