@@ -11,6 +11,10 @@ starts `WARMUP_S` = 15 s before the first simulated slot, uncharged (the referen
 generator's warm-up sleep): without it the first arrival meets no instance whatever the
 policy, which is the simulation's start, not the policy (image-query's first burst was 1.7 %
 of its requests, for every policy alike).
+
+Two row sets: "tuning", the three rows above, on which the policies were developed, and
+"held-out" (`smiless.sim.workload.held_out_rows`), two more rows per app of the same kind that
+no policy change was judged on. The README reports the held-out set.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from smiless.accounting import Lifetime, total_cost
 from smiless.catalogue import HardwareConfig, load_catalogue
@@ -39,13 +43,16 @@ from smiless.sim import (
     simulate,
     synthetic_counts,
 )
-from smiless.sim.workload import DEFAULT_SLOT_S, workloads_from_rows
+from smiless.sim.workload import DEFAULT_SLOT_S, held_out_rows, workloads_from_rows
 from smiless.trace import Spread, load_trace
 
 SLAS: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 6.0)
 HISTORY_MINUTES = 720
 WARMUP_S = 15.0
 MATRIX_POLICIES: tuple[str, ...] = (*POLICIES, LOWER_BOUND)
+RowSet = Literal["tuning", "held-out"]
+ROW_SETS: tuple[RowSet, ...] = ("tuning", "held-out")
+ROWS_PER_APP: dict[str, int] = {"tuning": 1, "held-out": 2}
 CURVE_SLA = 4.0
 """The SLA whose runs keep their instance lifetimes for the cost-over-time plot."""
 
@@ -66,6 +73,7 @@ class RunRow:
     events: int = 0
     breakdown: dict[str, object] = field(default_factory=dict)
     """Where the cost, cold starts and violations come from (`smiless.sim.Breakdown`)."""
+    row_set: str = "tuning"
 
 
 def standard_workloads(
@@ -76,16 +84,21 @@ def standard_workloads(
     slot_s: float = DEFAULT_SLOT_S,
     history_minutes: int = HISTORY_MINUTES,
     seed: int = 0,
+    row_set: RowSet = "tuning",
 ) -> list[tuple[str, Workload]]:
-    """(app name, workload) of the documented matrix: each reference app has its own row,
-    whichever of them are asked for and in whatever order."""
+    """(app name, workload) of the documented matrix: each reference app has its own row (two
+    in the held-out set), whichever of them are asked for and in whatever order."""
     unknown = [a for a in apps if a not in REFERENCE_APPS]
     if unknown:
         raise ValueError(f"apps: {', '.join(unknown)} not among the matrix's {', '.join(REFERENCE_APPS)}")
-    rows = dict(zip(REFERENCE_APPS, select_rows(load_trace(trace_path), len(REFERENCE_APPS)), strict=True))
+    trace = load_trace(trace_path)
+    n = len(REFERENCE_APPS)
+    picked = [(r,) for r in select_rows(trace, n)] if row_set == "tuning" else held_out_rows(trace, n)
+    rows = dict(zip(REFERENCE_APPS, picked, strict=True))
     return [
-        (name, Workload(rows[name].counts, history_minutes, slot_s, spread, seed, rows[name].hash_function))
+        (name, Workload(r.counts, history_minutes, slot_s, spread, seed, r.hash_function))
         for name in apps
+        for r in rows[name]
     ]
 
 
@@ -153,15 +166,22 @@ def run_matrix(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     warmup_s: float = WARMUP_S,
+    row_sets: Sequence[RowSet] = ROW_SETS,
 ) -> Matrix:
-    """Every (app, SLA, policy); predictors are fitted once per trace row and shared."""
+    """Every (row set, app row, SLA, policy); predictors are fitted once per trace row and
+    shared."""
     noise = noise or Noise()
     catalogue = load_catalogue()
     shared: dict[Any, Any] = {}
     rows: list[RunRow] = []
     curves: dict[tuple[str, str], list[Lifetime]] = {}
     end_s: dict[str, float] = {}
-    for name, wl in standard_workloads(trace_path, apps=apps, spread=spread, seed=seed):
+    workloads = [
+        (row_set, name, wl)
+        for row_set in row_sets
+        for name, wl in standard_workloads(trace_path, apps=apps, spread=spread, seed=seed, row_set=row_set)
+    ]
+    for row_set, name, wl in workloads:
         base = load_app(name)
         for sla in slas:
             app = base.with_sla(sla)
@@ -169,25 +189,27 @@ def run_matrix(
             bound = lower_bound(app, arrivals, catalogue, noise, warmup_s=warmup_s)
             for p in policies:
                 if progress is not None:
-                    progress(f"{name} sla={sla:g} {p}")
+                    progress(f"{row_set} {name} sla={sla:g} {p}")
                 row, lives = run_one(
                     app, wl, p, catalogue, noise, seed=seed, shared=shared, bound=bound, warmup_s=warmup_s
                 )
+                row.row_set = row_set
                 rows.append(row)
-                if sla == CURVE_SLA and p != LOWER_BOUND:
+                if row_set == "tuning" and sla == CURVE_SLA and p != LOWER_BOUND:
                     curves[(name, p)] = lives
                     end_s[name] = wl.duration_s + 4.0 * sla
     return Matrix(rows, curves, end_s)
 
 
 def summarize(rows: Iterable[RunRow]) -> list[dict[str, object]]:
-    """Per (app, SLA): smiless's cost and violations against IceBreaker, the bound, and whether
-    smiless is the cheapest among the policies whose violation ratio is within 1 point of it."""
-    by: dict[tuple[str, float], dict[str, RunRow]] = {}
+    """Per (row set, app row, SLA): smiless's cost and violations against IceBreaker, the bound,
+    and whether smiless is the cheapest among the policies whose violation ratio is within 1
+    point of it."""
+    by: dict[tuple[str, str, str, float], dict[str, RunRow]] = {}
     for r in rows:
-        by.setdefault((r.app, r.sla_s), {})[r.policy] = r
+        by.setdefault((r.row_set, r.app, r.trace_row, r.sla_s), {})[r.policy] = r
     out: list[dict[str, object]] = []
-    for (app, sla), runs in by.items():
+    for (row_set, app, trace_row, sla), runs in by.items():
         s = runs.get("smiless")
         ice = runs.get("icebreaker")
         if s is None:
@@ -200,7 +222,9 @@ def summarize(rows: Iterable[RunRow]) -> list[dict[str, object]]:
         cheaper = sorted(r.policy for r in rivals if r.cost < s.cost)
         out.append(
             {
+                "row_set": row_set,
                 "app": app,
+                "trace_row": trace_row,
                 "sla_s": sla,
                 "smiless_cost": s.cost,
                 "smiless_violation_ratio": s.violation_ratio,
@@ -237,29 +261,38 @@ def plot(matrix: Matrix, out_dir: str | Path) -> list[Path]:
     apps = list(dict.fromkeys(r.app for r in rows))
     slas = sorted({r.sla_s for r in rows})
     policies = [p for p in dict.fromkeys(r.policy for r in rows) if p != LOWER_BOUND]
-    index = {(r.app, r.sla_s, r.policy): r for r in rows}
+    index = {(r.app, r.trace_row, r.sla_s, r.policy): r for r in rows}
     paths: list[Path] = []
-    for metric, fname, ylabel, log in (
-        ("cost_vs_lower_bound", "cost_normalised.png", "cost / lower bound", True),
-        ("violation_ratio", "violation_ratio.png", "SLA violation ratio", False),
-    ):
-        fig, axes = plt.subplots(1, len(slas), figsize=(4.2 * len(slas), 4.2), sharey=True, squeeze=False)
-        width = 0.8 / max(1, len(policies))
-        for ax, sla in zip(axes[0], slas, strict=True):
-            for j, p in enumerate(policies):
-                ys = [getattr(index[(a, sla, p)], metric) if (a, sla, p) in index else 0.0 for a in apps]
-                ax.bar([i + j * width for i in range(len(apps))], ys, width, label=p)
-            ax.set_xticks([i + 0.4 - width / 2 for i in range(len(apps))], apps, rotation=20, fontsize=8)
-            ax.set_title(f"SLA {sla:g} s")
-            if log:
-                ax.set_yscale("log")
-        axes[0][0].set_ylabel(ylabel)
-        axes[0][-1].legend(fontsize=7, loc="upper right")
-        fig.tight_layout()
-        path = out / fname
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+    for row_set in dict.fromkeys(r.row_set for r in rows):
+        groups = list(dict.fromkeys((r.app, r.trace_row) for r in rows if r.row_set == row_set))
+        labels = [a if row_set == "tuning" else f"{a} {t[:6]}" for a, t in groups]
+        prefix = "" if row_set == "tuning" else f"{row_set}_"
+        for metric, fname, ylabel, log in (
+            ("cost_vs_lower_bound", "cost_normalised.png", "cost / lower bound", True),
+            ("violation_ratio", "violation_ratio.png", "SLA violation ratio", False),
+        ):
+            fig, axes = plt.subplots(1, len(slas), figsize=(4.2 * len(slas), 4.2), sharey=True, squeeze=False)
+            width = 0.8 / max(1, len(policies))
+            for ax, sla in zip(axes[0], slas, strict=True):
+                for j, p in enumerate(policies):
+                    ys = [
+                        getattr(index[(a, t, sla, p)], metric) if (a, t, sla, p) in index else 0.0
+                        for a, t in groups
+                    ]
+                    ax.bar([i + j * width for i in range(len(groups))], ys, width, label=p)
+                ticks = [i + 0.4 - width / 2 for i in range(len(groups))]
+                ax.set_xticks(ticks, labels, rotation=20, fontsize=8)
+                ax.set_title(f"{row_set}: SLA {sla:g} s")
+                if log:
+                    ax.set_yscale("log")
+            axes[0][0].set_ylabel(ylabel)
+            axes[0][-1].legend(fontsize=7, loc="upper right")
+            fig.tight_layout()
+            path = out / f"{prefix}{fname}"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            paths.append(path)
+    apps = list(dict.fromkeys(a for a, _ in matrix.curves))
     fig, axes = plt.subplots(1, len(apps), figsize=(5 * len(apps), 4), squeeze=False)
     for ax, a in zip(axes[0], apps, strict=True):
         for p in policies:

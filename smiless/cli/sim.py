@@ -173,6 +173,9 @@ def bench_policies(
     scale_policy: Annotated[str, typer.Option(help="Policy of the scale run.")] = "smiless",
     warmup: WarmupOpt = DEFAULT_WARMUP_S,
     seed: Annotated[int, typer.Option()] = 0,
+    row_sets: Annotated[
+        str, typer.Option(help="Comma-separated trace row sets: tuning, held-out (default: both).")
+    ] = "tuning,held-out",
     as_json: JsonOpt = False,
 ) -> None:
     """Every policy x the three reference apps x SLA 2-6 s in the simulator, against the
@@ -196,10 +199,14 @@ def bench_policies(
     if spread not in ("together", "poisson"):
         fail(f"--spread: must be together or poisson, got {spread!r}")
     _check_warmup(warmup)
+    sets = [s.strip() for s in row_sets.split(",") if s.strip()]
+    if not sets or any(s not in bp.ROW_SETS for s in sets):
+        fail(f"--row-sets: {row_sets!r} is not a comma-separated list of {', '.join(bp.ROW_SETS)}")
     result: dict[str, Any] = {}
     if matrix:
         with _progress() as bar:
-            task = bar.add_task("matrix", total=3 * len(sla_list) * len(names))
+            runs = sum(bp.ROWS_PER_APP[s] for s in sets) * 3 * len(sla_list) * len(names)
+            task = bar.add_task("matrix", total=runs)
 
             def step(what: str) -> None:
                 bar.update(task, description=what)
@@ -214,6 +221,7 @@ def bench_policies(
                     seed=seed,
                     progress=step,
                     warmup_s=warmup,
+                    row_sets=[s for s in bp.ROW_SETS if s in sets],
                 )
             except (TraceError, OSError) as exc:
                 fail(f"--trace: {exc}")

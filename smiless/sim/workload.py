@@ -6,12 +6,14 @@ app's past), the minutes from `start_minute` on are simulated. One trace minute 
 `slot_s` seconds of simulated time (default 2 s, as the reference evaluation compresses it),
 and the predictors' slot is that compressed minute.
 
-Azure rows (`select_rows`) follow a documented rule; the synthetic generator
-(`synthetic_counts`) follows the statistics measured on the 1,250-function sample.
+Azure rows (`select_rows`, the tuning set, and `held_out_rows`) follow a documented rule; the
+synthetic generator (`synthetic_counts`) follows the statistics measured on the 1,250-function
+sample.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -119,6 +121,27 @@ def select_rows(trace: Trace, n: int = 3) -> list[TraceFunction]:
     if len(rows) < n:
         raise ValueError(f"trace: only {len(rows)} eligible rows, {n} needed")
     return [rows[round((i + 1) / (n + 1) * (len(rows) - 1))] for i in range(n)]
+
+
+def held_out_rows(trace: Trace, n: int = 3) -> list[tuple[TraceFunction, TraceFunction]]:
+    """Rows no policy was tuned on, two per tuning row of `select_rows`, of its kind: among
+    the eligible rows ordered as there, with every series that repeats an earlier one dropped
+    (the sample has functions with identical series), the rows `d` places before and after
+    it, d = a third of the spacing of the tuning rows."""
+    tuning = select_rows(trace, n)
+    names = {t.hash_function for t in tuning}
+    seen: set[bytes] = set()
+    rows = []
+    for r in sorted((r for r in trace if eligible(r)), key=lambda r: r.hash_function not in names):
+        if (key := r.counts.tobytes()) not in seen:  # tuning rows first: their twins are dropped
+            seen.add(key)
+            rows.append(r)
+    rows.sort(key=lambda r: (it_cv(r.counts), r.hash_function))
+    d = max(1, round(len(rows) / (3 * (n + 1))))
+    at = [rows.index(t) for t in tuning]
+    if at[0] - d < 0 or at[-1] + d >= len(rows) or any(b - a <= 2 * d for a, b in itertools.pairwise(at)):
+        raise ValueError(f"trace: {len(rows)} distinct eligible rows, too few for a held-out set")
+    return [(rows[i - d], rows[i + d]) for i in at]
 
 
 # --- synthetic ------------------------------------------------------------------------------
