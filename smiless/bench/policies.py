@@ -293,6 +293,8 @@ def plot(matrix: Matrix, out_dir: str | Path) -> list[Path]:
             plt.close(fig)
             paths.append(path)
     apps = list(dict.fromkeys(a for a, _ in matrix.curves))
+    if not apps:  # the curves are the tuning set's: none when only the held-out set ran
+        return paths
     fig, axes = plt.subplots(1, len(apps), figsize=(5 * len(apps), 4), squeeze=False)
     for ax, a in zip(axes[0], apps, strict=True):
         for p in policies:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from smiless.bench.policies import standard_workloads
-from smiless.sim import REFERENCE_APPS
+from smiless.bench.policies import plot, run_matrix, standard_workloads, summarize
+from smiless.sim import LOWER_BOUND, REFERENCE_APPS
 from smiless.sim.workload import eligible, held_out_rows, it_cv, select_rows
 from smiless.trace import DEFAULT_TRACE, Trace, load_trace
 
@@ -41,3 +43,23 @@ def test_too_few_eligible_rows_for_a_held_out_set_is_an_error(trace: Trace) -> N
     few = Trace(tuple(r for r in trace if eligible(r))[:4], trace.minutes)
     with pytest.raises(ValueError, match="held-out"):
         held_out_rows(few)
+
+
+def test_a_held_out_only_matrix_runs_and_plots_per_row(tmp_path: Path) -> None:
+    m = run_matrix(
+        DEFAULT_TRACE,
+        apps=["image-query"],
+        slas=[4.0],
+        policies=["keepalive-10min", LOWER_BOUND],
+        row_sets=["held-out"],
+    )
+    assert {r.row_set for r in m.rows} == {"held-out"}
+    assert len({r.trace_row for r in m.rows}) == 2 and not m.curves
+    assert {(s["row_set"], s["trace_row"]) for s in summarize(m.rows)} <= {
+        ("held-out", r.trace_row) for r in m.rows
+    }
+    paths = plot(m, tmp_path)
+    assert sorted(p.name for p in paths) == [
+        "held-out_cost_normalised.png",
+        "held-out_violation_ratio.png",
+    ]
