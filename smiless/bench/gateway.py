@@ -33,7 +33,7 @@ from typing import Any
 import grpc
 
 from smiless import appspec, tensors, zoo
-from smiless.cli.stack import LocalStack, free_port
+from smiless.stack import LocalStack, free_port
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.protoutil import set_seconds
 from smiless.services.gateway.streams import WorkerCallError, WorkerStream

@@ -48,7 +48,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from smiless import appspec, replay, security
 from smiless.cli import replay as replay_cli  # a module reference: main imports both modules
-from smiless.cli.main import JsonOpt, app, console, err, fail, print_json
+from smiless.cli.app import JsonOpt, app, console, err, fail, print_json
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.protoutil import set_seconds
 from smiless.trace import DEFAULT_TRACE, TraceError, arrivals_from_counts, load_trace
@@ -213,7 +213,7 @@ def demo_env(settings: Settings, specs: list[appspec.AppSpec]) -> dict[str, str]
 
 
 def gateway_serving(address: str) -> bool:
-    from smiless.cli.stack import health_status
+    from smiless.stack import health_status
 
     return health_status(address, 1.0) == "SERVING"
 
@@ -282,7 +282,7 @@ def demo(
         out.print(f"using the smiless already serving at {settings.gateway_addr}")
         addresses: dict[str, str] = {n: settings.service_addr(n) for n in SERVICE_NAMES}
     else:
-        from smiless.cli.stack import LocalStack, StackError
+        from smiless.stack import LocalStack, StackError
 
         stack = LocalStack(
             data_dir.resolve(),

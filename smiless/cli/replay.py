@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from smiless import appspec, replay
-from smiless.cli.main import JsonOpt, app, console, err, fail, print_json
+from smiless.cli.app import JsonOpt, app, console, err, fail, print_json
 from smiless.config import Settings
 from smiless.trace import DEFAULT_TRACE, Spread, TraceError, TraceFunction, load_trace
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc, profiler_pb2, profiler_pb2_grpc

@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from smiless.cli.main import JsonOpt, app, console, fail, print_json
+from smiless.cli.app import JsonOpt, app, console, fail, print_json
 
 TraceOpt = Annotated[
     Path | None,

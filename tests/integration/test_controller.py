@@ -13,7 +13,7 @@ import pytest
 
 from smiless import appspec, profiles, tensors, zoo
 from smiless.catalogue import Kind
-from smiless.cli.stack import LocalStack, free_port
+from smiless.stack import LocalStack, free_port
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.policy.costmodel import Forecast
 from smiless.policy.profile import FunctionProfile, InferenceModel, InitModel

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from smiless import accounting
-from smiless.cli.stack import LocalStack
+from smiless.stack import LocalStack
 from smiless.protoutil import get_seconds
 from smiless.store import Store
 
