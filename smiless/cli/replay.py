@@ -8,7 +8,6 @@ import contextlib
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,27 +20,11 @@ from smiless import appspec, replay
 from smiless.cli.app import JsonOpt, app, console, err, fail, print_json
 from smiless.config import Settings
 from smiless.trace import DEFAULT_TRACE, Spread, TraceError, TraceFunction, load_trace
-from smiless.v1 import gateway_pb2, gateway_pb2_grpc, profiler_pb2, profiler_pb2_grpc
+from smiless.v1 import gateway_pb2, gateway_pb2_grpc
 
 
 class ReplayError(Exception):
     """A user-facing problem (unreachable gateway, unknown app): one line, exit 1."""
-
-
-@dataclass
-class Replayed:
-    """A finished replay: its report, every send's outcome, the apps' specs as registered."""
-
-    @property
-    def sla_s(self) -> dict[str, float]:
-        return {name: spec.sla_s for name, spec in self.specs.items()}
-
-    report: replay.ReplayReport
-    outcomes: list[replay.Outcome]
-    specs: dict[str, appspec.AppSpec]
-    seed: int = 0
-    rows: dict[str, TraceFunction] = field(default_factory=dict)  # each app's whole trace row
-    lead_in_minutes: int = 0  # trace minutes replayed before the measured window
 
 
 def is_spec_file(value: str) -> bool:
@@ -113,7 +96,7 @@ async def replay_apps(
     late_threshold_s: float = replay.LATE_THRESHOLD_S,
     show_progress: bool = True,
     lead_in_minutes: int = 0,
-) -> Replayed:
+) -> replay.Replayed:
     """Replay the workloads (apps already registered) and collect the gateway's report.
 
     The first `lead_in_minutes` of each workload are sent but not measured: the report, the
@@ -122,7 +105,7 @@ async def replay_apps(
     apps = [w.app for w in workloads]
     if len(set(apps)) != len(apps):
         raise ReplayError("--app: each app may be replayed once per run")
-    if any(len(w.counts) <= lead_in_minutes for w in workloads):
+    if any(w.minutes <= lead_in_minutes for w in workloads):
         raise ReplayError(f"lead-in: {lead_in_minutes} minutes leave nothing to measure")
     async with _channel(address, _message_options()) as channel:
         await _ready(channel, address)
@@ -188,7 +171,7 @@ async def replay_apps(
     report = replay.make_report(
         run, measured, slot_seconds, spread, end, costs, status_now if costs else None, late_threshold_s
     )
-    return Replayed(report, run.outcomes, specs, seed, lead_in_minutes=lead_in_minutes)
+    return replay.Replayed(report, run.outcomes, specs, seed, lead_in_minutes=lead_in_minutes)
 
 
 def _channel(address: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
@@ -335,7 +318,9 @@ def replay_cmd(
         fail(str(exc))
         raise
     sim_doc = (
-        compare_with_sim(done, profiler or Settings().profiler_addr, history_minutes) if compare_sim else None
+        replay.compare_with_sim(done, profiler or Settings().profiler_addr, history_minutes)
+        if compare_sim
+        else None
     )
     if plot is not None:
         replay.plot_timeline(done.report, done.outcomes, done.sla_s, plot)
@@ -365,7 +350,7 @@ async def _replay_cli(
     timeout: float,
     late_threshold: float,
     show_progress: bool,
-) -> Replayed:
+) -> replay.Replayed:
     async with _channel(address) as channel:
         await _ready(channel, address)
         try:
@@ -385,104 +370,6 @@ async def _replay_cli(
     )
     done.rows = found
     return done
-
-
-def measured_profiles(address: str, models: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The profiler's stored profiles per model, by kind ("cpu"/"gpu"), as the planner takes them."""
-    from smiless import profiles
-
-    out: dict[str, dict[str, Any]] = {}
-    with grpc.insecure_channel(address) as ch:
-        stub = profiler_pb2_grpc.ProfilerStub(ch)
-        for m in dict.fromkeys(models):
-            try:
-                got = stub.GetProfile(profiler_pb2.GetProfileRequest(model=m), timeout=10)
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.NOT_FOUND:
-                    raise
-                continue
-            out[m] = {fp.kind.value: fp for fp in (profiles.from_proto(p) for p in got.profiles)}
-    return out
-
-
-def compare_with_sim(done: Replayed, profiler_address: str, history_minutes: int = 120) -> dict[str, Any]:
-    """Simulate the replayed window with the `smiless` policy, the measured profiles (the
-    reference's where a model has none) and the host's runnable configs; pair the figures.
-
-    The simulated workload is the same trace window with the `history_minutes` before it as
-    history (what `smiless demo` loads into the predictor). The simulated cost is taken over
-    [0, the measured window's length] with smiless.accounting, as the gateway takes it."""
-    import os
-
-    from smiless import accounting, sim
-    from smiless.catalogue import load_catalogue, mark_runnable
-    from smiless.policy.profile import load_reference_profiles
-    from smiless.policy.workflow import Dag
-
-    report = done.report
-    specs = done.specs
-    window_s = report.window_s
-    catalogue = {
-        n: c
-        for n, c in mark_runnable(load_catalogue(Settings().catalogue), os.cpu_count() or 1, False).items()
-        if c.runnable
-    }
-    measured = measured_profiles(profiler_address, [f.model for s in specs.values() for f in s.functions])
-    reference = load_reference_profiles()
-    notes: list[str] = []
-    shared: dict[Any, Any] = {}
-    entries = []
-    for a in report.apps:
-        spec = specs[a.app]
-        fprofiles: dict[str, Any] = {}
-        for f in spec.functions:
-            if f.model in measured:
-                fprofiles[f.name] = measured[f.model]
-            elif f.model in reference:
-                fprofiles[f.name] = reference[f.model]
-                notes.append(f"{a.app}/{f.name}: no measured profile of {f.model}; the reference's")
-            else:
-                return {"built": True, "error": f"{a.app}/{f.name}: no profile of {f.model} to simulate"}
-        app_ = sim.SimApp(a.app, spec.sla_s, Dag.of(spec.function_names, spec.edges), fprofiles, a.app)
-        live = a.start_minute - done.lead_in_minutes  # the lead-in is traffic in both runs
-        first = max(0, live - history_minutes)
-        counts = done.rows[a.app].counts[first : a.start_minute + a.minutes]
-        wl = sim.Workload(
-            counts=counts,
-            start_minute=live - first,
-            slot_s=report.slot_seconds,
-            spread=report.spread,  # type: ignore[arg-type]
-            seed=done.seed,
-        )
-        ctx = sim.PolicyContext(app_, wl, catalogue, shared=shared)
-        entries.append((app_, wl, sim.make_policy("smiless", ctx)))
-    result = sim.simulate(entries, dict(catalogue), seed=done.seed)
-    cut = done.lead_in_minutes * report.slot_seconds
-
-    def figures(r: sim.AppResult) -> replay.SimFigures:
-        """The simulated run measured as the real one: requests that arrived after the
-        lead-in, cost over [lead-in end, + the measured window's length]."""
-        lat = [x for x, t in zip(r.latencies, r.arrivals, strict=True) if t >= cut - 1e-9]
-        return replay.SimFigures(
-            invocations=len(lat),
-            cost=accounting.total_cost(r.lifetimes, cut, cut + window_s, r.end_s),
-            violation_ratio=sum(1 for x in lat if x > r.sla_s) / len(lat) if lat else 0.0,
-            p50_ms=accounting.percentile(lat, 50) * 1000.0,
-            p99_ms=accounting.percentile(lat, 99) * 1000.0,
-            instances_started=sum(1 for x in r.lifetimes if cut <= x.start <= cut + window_s),
-        )
-
-    simulated = {r.app: figures(r) for r in result.apps}
-    pairs = replay.fidelity(report, simulated)
-    return {
-        "built": True,
-        "policy": "smiless",
-        "window_s": window_s,
-        "sim_wall_s": result.wall_s,
-        "apps": [p.to_dict() | {"measured": asdict(p.measured)} for p in pairs],
-        "within_target": all(p.within_target for p in pairs),
-        "notes": notes,
-    }
 
 
 def render_comparison(doc: dict[str, Any]) -> None:
