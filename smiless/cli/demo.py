@@ -262,20 +262,20 @@ def demo(
             f"{DEMO_START_MINUTE}..{last} ({minutes * slot_seconds:g} s)"
         )
         done = asyncio.run(
-            replay_cli.replay_apps(
+            replay.replay_apps(
                 addresses["gateway"],
                 workloads,
                 slot_seconds=slot_seconds,
                 spread=spread,  # type: ignore[arg-type]
-                show_progress=not as_json,
                 lead_in_minutes=lead_in_minutes,
+                watch=replay_cli.ProgressWatch(not as_json),
             )
         )
         done.rows = rows
         sim_doc = (
             replay.compare_with_sim(done, addresses["profiler"], history_minutes) if compare_sim else None
         )
-    except replay_cli.ReplayError as exc:
+    except replay.ReplayError as exc:
         fail(str(exc))
         raise
     except grpc.RpcError as exc:

@@ -1,13 +1,15 @@
 """Trace replay: an open-loop load generator that drives apps on a running stack with Azure
 trace rows, and the report of the window.
 
-One idea per module, so the arithmetic can be checked without a running system:
+One idea per module; the pure ones (`schedule`, `report`) are checked without a running system:
 
 - `schedule` (pure): trace rows and windows become workloads and send times;
 - `driver` (thin async adapter): the open-loop sender and the gateway calls of a replay;
 - `report` (pure): every scheduled invocation accounted for, the gateway's figures beside;
+- `session`: a replay against a running stack, from the command's options to the report;
 - `fidelity`: the measured report against the simulator's run of the same window;
-- `plot`: the timeline PNG.
+- `plot`: the timeline PNG;
+- `demo`: the demo's fixed window and the steps around its replay.
 
 The names below are the package's interface; callers import them from here.
 """
@@ -54,6 +56,15 @@ from smiless.replay.report import (
     summarize,
 )
 from smiless.replay.schedule import Send, build_schedule, make_workload, select_row, window_seconds
+from smiless.replay.session import (
+    ReplayError,
+    Watch,
+    build_workloads,
+    is_spec_file,
+    register_specs,
+    replay_apps,
+    replay_trace,
+)
 from smiless.sim.workload import Workload
 
 __all__ = [
@@ -73,25 +84,32 @@ __all__ = [
     "Invoker",
     "Lateness",
     "Outcome",
+    "ReplayError",
     "ReplayReport",
     "Replayed",
     "Result",
     "Run",
     "Send",
     "SimFigures",
+    "Watch",
     "Workload",
     "after_lead_in",
     "build_schedule",
+    "build_workloads",
     "compare_with_sim",
     "cost_report",
     "example_requests",
     "fidelity",
     "figures",
+    "is_spec_file",
     "lateness",
     "make_report",
     "make_workload",
     "measured_profiles",
     "plot_timeline",
+    "register_specs",
+    "replay_apps",
+    "replay_trace",
     "report_window_end",
     "run_schedule",
     "select_row",

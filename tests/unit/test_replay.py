@@ -290,7 +290,7 @@ def test_lead_in_is_sent_but_not_measured() -> None:
 
 
 def test_a_lead_in_that_leaves_nothing_to_measure_is_refused() -> None:
-    from smiless.cli.replay import ReplayError, replay_apps
+    from smiless.replay import ReplayError, replay_apps
 
     w = wl("a", (2, 0, 1, 3), start_minute=10)
     with pytest.raises(ReplayError, match="lead-in"):  # before any call to the gateway
