@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from smiless.cli.stack import LocalStack, free_port, start_redis
 from smiless.config import SERVICE_NAMES
+from smiless.stack import LocalStack, free_port, start_redis
 
 
 class RedisServer:

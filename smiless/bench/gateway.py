@@ -33,10 +33,10 @@ from typing import Any
 import grpc
 
 from smiless import appspec, tensors, zoo
-from smiless.cli.stack import LocalStack, free_port
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.protoutil import set_seconds
 from smiless.services.gateway.streams import WorkerCallError, WorkerStream
+from smiless.stack import LocalStack, free_port
 from smiless.store import Store
 from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, optimizer_pb2, worker_pb2_grpc
 

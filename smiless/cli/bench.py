@@ -18,7 +18,7 @@ from smiless import profiles
 from smiless.backends.base import BackendError
 from smiless.backends.process import ProcessBackend
 from smiless.catalogue import load_catalogue
-from smiless.cli.main import JsonOpt, app, console, fail, print_json
+from smiless.cli.app import JsonOpt, app, console, fail, print_json
 from smiless.config import Settings
 from smiless.policy.fitting import coverage
 from smiless.trace import DEFAULT_TRACE

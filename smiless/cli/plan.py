@@ -8,7 +8,7 @@ import grpc
 import typer
 from rich.table import Table
 
-from smiless.cli.main import JsonOpt, app, connect, console, fail, print_json, secs, to_dict
+from smiless.cli.app import JsonOpt, app, connect, console, fail, print_json, secs, to_dict
 from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc
 
 MODES = {

@@ -10,7 +10,7 @@ import grpc
 import typer
 from rich.table import Table
 
-from smiless.cli.main import JsonOpt, app, connect, console, fail, print_json, secs, to_dict
+from smiless.cli.app import JsonOpt, app, connect, console, fail, print_json, secs, to_dict
 from smiless.trace import DEFAULT_TRACE
 from smiless.v1 import predictor_pb2, predictor_pb2_grpc
 

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from smiless.cli.main import JsonOpt, app, connect, console, fail, print_json, to_dict
+from smiless.cli.app import JsonOpt, app, connect, console, fail, print_json, to_dict
 from smiless.v1 import common_pb2, profiler_pb2, profiler_pb2_grpc
 
 KIND = {common_pb2.HARDWARE_KIND_CPU: "cpu", common_pb2.HARDWARE_KIND_GPU: "gpu"}

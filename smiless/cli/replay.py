@@ -5,205 +5,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
-import grpc
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from smiless import appspec, replay
-from smiless.cli.main import JsonOpt, app, console, err, fail, print_json
+from smiless import replay
+from smiless.cli.app import JsonOpt, app, console, err, fail, print_json
 from smiless.config import Settings
-from smiless.trace import DEFAULT_TRACE, Spread, TraceError, TraceFunction, load_trace
-from smiless.v1 import gateway_pb2, gateway_pb2_grpc, profiler_pb2, profiler_pb2_grpc
+from smiless.trace import DEFAULT_TRACE
 
 
-class ReplayError(Exception):
-    """A user-facing problem (unreachable gateway, unknown app): one line, exit 1."""
+class ProgressWatch:
+    """The replay's progress on stderr: one bar per app, its OK and failed answers."""
 
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self.counts: dict[str, dict[str, int]] = {}
+        self.tasks: dict[str, TaskID] = {}
+        self.bar: Progress | None = None
 
-@dataclass
-class Replayed:
-    """A finished replay: its report, every send's outcome, the apps' specs as registered."""
-
-    @property
-    def sla_s(self) -> dict[str, float]:
-        return {name: spec.sla_s for name, spec in self.specs.items()}
-
-    report: replay.ReplayReport
-    outcomes: list[replay.Outcome]
-    specs: dict[str, appspec.AppSpec]
-    seed: int = 0
-    rows: dict[str, TraceFunction] = field(default_factory=dict)  # each app's whole trace row
-    lead_in_minutes: int = 0  # trace minutes replayed before the measured window
-
-
-def is_spec_file(value: str) -> bool:
-    return value.endswith((".yaml", ".yml", ".json")) and Path(value).is_file()
-
-
-def build_workloads(
-    apps: Sequence[str], trace_path: Path, rows: Sequence[str], start_minute: int, minutes: int | None
-) -> tuple[list[replay.Workload], dict[str, TraceFunction]]:
-    """Pair --app with --row by position (one --row drives every app); raise ReplayError."""
-    if len(rows) not in (1, len(apps)):
-        raise ReplayError(f"--row: give one row for all apps or one per --app ({len(apps)}), got {len(rows)}")
-    try:
-        trace = load_trace(trace_path)
-    except (TraceError, OSError) as exc:
-        raise ReplayError(f"--trace: {exc}") from exc
-    out = []
-    found: dict[str, TraceFunction] = {}
-    for i, name in enumerate(apps):
-        row = rows[0] if len(rows) == 1 else rows[i]
-        try:
-            fn = replay.select_row(trace, row)
-        except KeyError as exc:
-            raise ReplayError(f"--row: {exc.args[0]}") from exc
-        found[name] = fn
-        try:
-            out.append(replay.make_workload(name, fn, start_minute, minutes))
-        except ValueError as exc:
-            raise ReplayError("--" + str(exc).replace("_", "-", 1)) from exc
-    return out, found
-
-
-async def _ready(channel: grpc.aio.Channel, address: str) -> None:
-    try:
-        await asyncio.wait_for(channel.channel_ready(), 5)
-    except TimeoutError:
-        raise ReplayError(
-            f"cannot reach the gateway at {address}: is `smiless up` running? "
-            "(--gateway, SMILESS_GATEWAY_ADDR)"
-        ) from None
-
-
-async def register_specs(stub: gateway_pb2_grpc.GatewayStub, apps: Sequence[str]) -> list[str]:
-    """Register the --app values that are spec files (replacing); return every app's name."""
-    names = []
-    for value in apps:
-        if not is_spec_file(value):
-            names.append(value)
-            continue
-        try:
-            spec = appspec.load_file(value)
-        except appspec.AppSpecError as exc:
-            raise ReplayError(f"--app: {value}: {exc}") from exc
-        await stub.RegisterApp(
-            gateway_pb2.RegisterAppRequest(app=appspec.to_proto(spec), replace=True), timeout=10
-        )
-        names.append(spec.name)
-    return names
-
-
-async def replay_apps(
-    address: str,
-    workloads: Sequence[replay.Workload],
-    *,
-    slot_seconds: float,
-    spread: Spread,
-    seed: int = 0,
-    timeout_s: float = 60.0,
-    late_threshold_s: float = replay.LATE_THRESHOLD_S,
-    show_progress: bool = True,
-    lead_in_minutes: int = 0,
-) -> Replayed:
-    """Replay the workloads (apps already registered) and collect the gateway's report.
-
-    The first `lead_in_minutes` of each workload are sent but not measured: the report, the
-    outcomes and the cost window cover the minutes after them (see `replay.after_lead_in`)."""
-    schedule = replay.build_schedule(workloads, slot_seconds, spread, seed)
-    apps = [w.app for w in workloads]
-    if len(set(apps)) != len(apps):
-        raise ReplayError("--app: each app may be replayed once per run")
-    if any(len(w.counts) <= lead_in_minutes for w in workloads):
-        raise ReplayError(f"lead-in: {lead_in_minutes} minutes leave nothing to measure")
-    async with _channel(address, _message_options()) as channel:
-        await _ready(channel, address)
-        stub = gateway_pb2_grpc.GatewayStub(channel)
-        try:
-            requests = await replay.example_requests(stub, apps, seed)
-            specs = {
-                a: appspec.from_proto(
-                    (await stub.GetApp(gateway_pb2.GetAppRequest(name=a), timeout=10)).app.spec
-                )
-                for a in apps
-            }
-            status = await stub.GetStatus(gateway_pb2.GetStatusRequest(), timeout=10)
-        except grpc.aio.AioRpcError as exc:
-            raise ReplayError(f"{exc.code().name}: {exc.details()}") from exc
-        if status.degraded:
-            down = [s.name for s in status.services if s.status != gateway_pb2.SERVING_STATUS_SERVING]
-            err.print(f"[yellow]warning:[/yellow] the stack is degraded ({', '.join(down) or 'recorder'})")
-        invoker = replay.GatewayInvoker(channel, requests, timeout_s)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGINT, stop.set)
-        counts = {a: {"ok": 0, "failed": 0} for a in apps}
+    @contextlib.contextmanager
+    def running(self, apps: Sequence[str], schedule: Sequence[replay.Send]) -> Iterator[None]:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=err, transient=True, disable=not show_progress) as bar:
-            tasks = {
-                w.app: bar.add_task(f"{w.app}", total=sum(1 for s in schedule if s.app == w.app))
-                for w in workloads
-            }
+        with Progress(*columns, console=err, transient=True, disable=not self.show) as bar:
+            self.bar = bar
+            self.counts = {a: {"ok": 0, "failed": 0} for a in apps}
+            self.tasks = {a: bar.add_task(f"{a}", total=sum(1 for s in schedule if s.app == a)) for a in apps}
+            yield
 
-            def on_sent(s: replay.Send) -> None:
-                bar.advance(tasks[s.app])
+    def sent(self, s: replay.Send) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.tasks[s.app])
 
-            def on_done(o: replay.Outcome) -> None:
-                c = counts[o.send.app]
-                c["ok" if o.status == replay.OK else "failed"] += 1
-                bar.update(tasks[o.send.app], description=f"{o.send.app}: {c['ok']} ok, {c['failed']} failed")
+    def done(self, o: replay.Outcome) -> None:
+        c = self.counts[o.send.app]
+        c["ok" if o.status == replay.OK else "failed"] += 1
+        if self.bar is not None:
+            self.bar.update(
+                self.tasks[o.send.app], description=f"{o.send.app}: {c['ok']} ok, {c['failed']} failed"
+            )
 
-            try:
-                run = await replay.run_schedule(
-                    schedule, invoker, stop=stop, on_sent=on_sent, on_done=on_done
-                )
-            finally:
-                with contextlib.suppress(NotImplementedError):
-                    loop.remove_signal_handler(signal.SIGINT)
-        run, measured = replay.after_lead_in(run, workloads, lead_in_minutes, slot_seconds)
-        end = replay.report_window_end(run, replay.window_seconds(measured, slot_seconds))
-        # Let the gateway flush its records, and ask only once the window has ended on the wall
-        # clock: asyncio's timers run on the monotonic clock and may wake microseconds early,
-        # and the gateway counts a live instance up to min(now, end).
-        while (left := end - time.time()) > 0.0:
-            await asyncio.sleep(left)
-        costs: gateway_pb2.GetCostReportResponse | None = None
-        status_now = gateway_pb2.GetStatusResponse()
-        try:
-            costs = await replay.cost_report(stub, run.started_at, end, slot_seconds)
-            for a in apps:
-                got = await replay.window_status(stub, a, time.time() - run.started_at)
-                status_now.apps.extend(got.apps)
-        except grpc.aio.AioRpcError as exc:
-            err.print(f"[yellow]warning:[/yellow] no gateway report: {exc.code().name}: {exc.details()}")
-    report = replay.make_report(
-        run, measured, slot_seconds, spread, end, costs, status_now if costs else None, late_threshold_s
-    )
-    return Replayed(report, run.outcomes, specs, seed, lead_in_minutes=lead_in_minutes)
-
-
-def _channel(address: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
-    """A grpc.aio channel to the gateway with TLS and the token as configured."""
-    from smiless import security
-
-    try:
-        return security.gateway_aio_channel(Settings(), address, options)
-    except security.SecurityConfigError as exc:
-        raise ReplayError(str(exc)) from exc
-
-
-def _message_options() -> list[tuple[str, Any]]:
-    limit = Settings().max_message_mb * 1024 * 1024
-    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+    def warn(self, message: str) -> None:
+        err.print(f"[yellow]warning:[/yellow] {message}")
 
 
 def _ms(v: float | None) -> str:
@@ -316,7 +163,7 @@ def replay_cmd(
     address = gw or Settings().gateway_addr
     try:
         done = asyncio.run(
-            _replay_cli(
+            replay.replay_trace(
                 address,
                 apps,
                 trace,
@@ -328,14 +175,16 @@ def replay_cmd(
                 seed,
                 timeout,
                 late_threshold,
-                not as_json,
+                ProgressWatch(not as_json),
             )
         )
-    except ReplayError as exc:
+    except replay.ReplayError as exc:
         fail(str(exc))
         raise
     sim_doc = (
-        compare_with_sim(done, profiler or Settings().profiler_addr, history_minutes) if compare_sim else None
+        replay.compare_with_sim(done, profiler or Settings().profiler_addr, history_minutes)
+        if compare_sim
+        else None
     )
     if plot is not None:
         replay.plot_timeline(done.report, done.outcomes, done.sla_s, plot)
@@ -350,139 +199,6 @@ def replay_cmd(
         render_comparison(sim_doc)
     if plot is not None:
         console.print(f"plot written to {plot}")
-
-
-async def _replay_cli(
-    address: str,
-    apps: Sequence[str],
-    trace: Path,
-    rows: Sequence[str],
-    start_minute: int,
-    minutes: int | None,
-    slot_seconds: float,
-    spread: Spread,
-    seed: int,
-    timeout: float,
-    late_threshold: float,
-    show_progress: bool,
-) -> Replayed:
-    async with _channel(address) as channel:
-        await _ready(channel, address)
-        try:
-            names = await register_specs(gateway_pb2_grpc.GatewayStub(channel), apps)
-        except grpc.aio.AioRpcError as exc:
-            raise ReplayError(f"--app: {exc.code().name}: {exc.details()}") from exc
-    workloads, found = build_workloads(names, trace, rows, start_minute, minutes)
-    done = await replay_apps(
-        address,
-        workloads,
-        slot_seconds=slot_seconds,
-        spread=spread,
-        seed=seed,
-        timeout_s=timeout,
-        late_threshold_s=late_threshold,
-        show_progress=show_progress,
-    )
-    done.rows = found
-    return done
-
-
-def measured_profiles(address: str, models: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The profiler's stored profiles per model, by kind ("cpu"/"gpu"), as the planner takes them."""
-    from smiless import profiles
-
-    out: dict[str, dict[str, Any]] = {}
-    with grpc.insecure_channel(address) as ch:
-        stub = profiler_pb2_grpc.ProfilerStub(ch)
-        for m in dict.fromkeys(models):
-            try:
-                got = stub.GetProfile(profiler_pb2.GetProfileRequest(model=m), timeout=10)
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.NOT_FOUND:
-                    raise
-                continue
-            out[m] = {fp.kind.value: fp for fp in (profiles.from_proto(p) for p in got.profiles)}
-    return out
-
-
-def compare_with_sim(done: Replayed, profiler_address: str, history_minutes: int = 120) -> dict[str, Any]:
-    """Simulate the replayed window with the `smiless` policy, the measured profiles (the
-    reference's where a model has none) and the host's runnable configs; pair the figures.
-
-    The simulated workload is the same trace window with the `history_minutes` before it as
-    history (what `smiless demo` loads into the predictor). The simulated cost is taken over
-    [0, the measured window's length] with smiless.accounting, as the gateway takes it."""
-    import os
-
-    from smiless import accounting, sim
-    from smiless.catalogue import load_catalogue, mark_runnable
-    from smiless.policy.profile import load_reference_profiles
-    from smiless.policy.workflow import Dag
-
-    report = done.report
-    specs = done.specs
-    window_s = report.window_s
-    catalogue = {
-        n: c
-        for n, c in mark_runnable(load_catalogue(Settings().catalogue), os.cpu_count() or 1, False).items()
-        if c.runnable
-    }
-    measured = measured_profiles(profiler_address, [f.model for s in specs.values() for f in s.functions])
-    reference = load_reference_profiles()
-    notes: list[str] = []
-    shared: dict[Any, Any] = {}
-    entries = []
-    for a in report.apps:
-        spec = specs[a.app]
-        fprofiles: dict[str, Any] = {}
-        for f in spec.functions:
-            if f.model in measured:
-                fprofiles[f.name] = measured[f.model]
-            elif f.model in reference:
-                fprofiles[f.name] = reference[f.model]
-                notes.append(f"{a.app}/{f.name}: no measured profile of {f.model}; the reference's")
-            else:
-                return {"built": True, "error": f"{a.app}/{f.name}: no profile of {f.model} to simulate"}
-        app_ = sim.SimApp(a.app, spec.sla_s, Dag.of(spec.function_names, spec.edges), fprofiles, a.app)
-        live = a.start_minute - done.lead_in_minutes  # the lead-in is traffic in both runs
-        first = max(0, live - history_minutes)
-        counts = done.rows[a.app].counts[first : a.start_minute + a.minutes]
-        wl = sim.Workload(
-            counts=counts,
-            start_minute=live - first,
-            slot_s=report.slot_seconds,
-            spread=report.spread,  # type: ignore[arg-type]
-            seed=done.seed,
-        )
-        ctx = sim.PolicyContext(app_, wl, catalogue, shared=shared)
-        entries.append((app_, wl, sim.make_policy("smiless", ctx)))
-    result = sim.simulate(entries, dict(catalogue), seed=done.seed)
-    cut = done.lead_in_minutes * report.slot_seconds
-
-    def figures(r: sim.AppResult) -> replay.SimFigures:
-        """The simulated run measured as the real one: requests that arrived after the
-        lead-in, cost over [lead-in end, + the measured window's length]."""
-        lat = [x for x, t in zip(r.latencies, r.arrivals, strict=True) if t >= cut - 1e-9]
-        return replay.SimFigures(
-            invocations=len(lat),
-            cost=accounting.total_cost(r.lifetimes, cut, cut + window_s, r.end_s),
-            violation_ratio=sum(1 for x in lat if x > r.sla_s) / len(lat) if lat else 0.0,
-            p50_ms=accounting.percentile(lat, 50) * 1000.0,
-            p99_ms=accounting.percentile(lat, 99) * 1000.0,
-            instances_started=sum(1 for x in r.lifetimes if cut <= x.start <= cut + window_s),
-        )
-
-    simulated = {r.app: figures(r) for r in result.apps}
-    pairs = replay.fidelity(report, simulated)
-    return {
-        "built": True,
-        "policy": "smiless",
-        "window_s": window_s,
-        "sim_wall_s": result.wall_s,
-        "apps": [p.to_dict() | {"measured": asdict(p.measured)} for p in pairs],
-        "within_target": all(p.within_target for p in pairs),
-        "notes": notes,
-    }
 
 
 def render_comparison(doc: dict[str, Any]) -> None:

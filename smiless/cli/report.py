@@ -25,7 +25,7 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from smiless.cli.main import GatewayOpt, JsonOpt, app, call, console, fail, gateway, print_json, secs, to_dict
+from smiless.cli.app import GatewayOpt, JsonOpt, app, call, console, fail, gateway, print_json, secs, to_dict
 from smiless.protoutil import set_seconds
 from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 

@@ -12,7 +12,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from smiless.cli.main import JsonOpt, app, console, fail, print_json
+from smiless.bench.policies import WARMUP_S
+from smiless.cli.app import JsonOpt, app, console, fail, print_json
 
 TraceOpt = Annotated[
     Path | None,
@@ -21,9 +22,6 @@ TraceOpt = Annotated[
     ),
 ]
 
-DEFAULT_WARMUP_S = 15.0
-"""`smiless.bench.policies.WARMUP_S`, not imported so the CLI starts without the simulator
-(a test keeps the two equal)."""
 WarmupOpt = Annotated[
     float, typer.Option(help="Seconds the policies start before the first slot, uncharged.")
 ]
@@ -78,7 +76,7 @@ def sim(
     history_minutes: Annotated[int, typer.Option(help="Leading minutes used as history only.")] = 720,
     noise_cv: Annotated[float, typer.Option(help="Inference-time coefficient of variation.")] = 0.05,
     exact: Annotated[bool, typer.Option(help="No noise at all (init = μ, inference = model).")] = False,
-    warmup: WarmupOpt = DEFAULT_WARMUP_S,
+    warmup: WarmupOpt = WARMUP_S,
     seed: Annotated[int, typer.Option()] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -171,7 +169,7 @@ def bench_policies(
     ] = "",
     scale_minutes: Annotated[int, typer.Option(help="Simulated trace minutes of the scale run.")] = 1440,
     scale_policy: Annotated[str, typer.Option(help="Policy of the scale run.")] = "smiless",
-    warmup: WarmupOpt = DEFAULT_WARMUP_S,
+    warmup: WarmupOpt = WARMUP_S,
     seed: Annotated[int, typer.Option()] = 0,
     row_sets: Annotated[
         str, typer.Option(help="Comma-separated trace row sets: tuning, held-out (default: both).")

@@ -29,7 +29,9 @@ DEFAULT_SLOT_S = 2.0
 
 @dataclass(frozen=True, eq=False)
 class Workload:
-    """One app's invocations. `counts` covers history and simulated part alike."""
+    """One app's invocations. `counts` covers history and simulated part alike. The one
+    workload type: the simulator drives an app with it and `smiless replay` drives a running
+    stack with it (its minutes from `start_minute` on are the replayed window)."""
 
     counts: npt.NDArray[np.int64]
     start_minute: int
@@ -38,6 +40,8 @@ class Workload:
     seed: int = 0
     source: str = ""
     """Where the counts came from (a HashFunction, or "synthetic:<i>")."""
+    app: str = ""
+    """The app it drives (the replay's key; the simulator pairs workloads with apps itself)."""
     _groups: list[tuple[float, int, int]] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -52,12 +56,17 @@ class Workload:
         return len(self.counts) - self.start_minute
 
     @property
+    def window(self) -> npt.NDArray[np.int64]:
+        """The counts of the simulated (replayed) minutes, without the history."""
+        return self.counts[self.start_minute :]
+
+    @property
     def duration_s(self) -> float:
         return self.minutes * self.slot_s
 
     @property
     def invocations(self) -> int:
-        return int(self.counts[self.start_minute :].sum())
+        return int(self.window.sum())
 
     def slot_of(self, t: float) -> int:
         """Trace minute (absolute index into `counts`) that simulated time `t` falls in."""
@@ -75,7 +84,7 @@ class Workload:
         (a Poisson process given the count), seeded by `seed`."""
         if self._groups:
             return self._groups
-        sim = self.counts[self.start_minute :]
+        sim = self.window
         out: list[tuple[float, int, int]] = []
         if self.spread == "together":
             for i in np.flatnonzero(sim):

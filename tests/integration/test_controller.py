@@ -13,12 +13,12 @@ import pytest
 
 from smiless import appspec, profiles, tensors, zoo
 from smiless.catalogue import Kind
-from smiless.cli.stack import LocalStack, free_port
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.policy.costmodel import Forecast
 from smiless.policy.profile import FunctionProfile, InferenceModel, InitModel
 from smiless.policy.search import fast_plan
 from smiless.services.optimizer.service import OptimizerService
+from smiless.stack import LocalStack, free_port
 from smiless.store import Store
 from smiless.v1 import (
     common_pb2,

@@ -27,9 +27,9 @@ from smiless import appspec, tensors, zoo
 from smiless.backends.process import ProcessBackend
 from smiless.bench.gateway import worker_pids
 from smiless.catalogue import load_catalogue
-from smiless.cli.stack import LocalStack, free_port, start_redis
 from smiless.config import SERVICE_NAMES
 from smiless.protoutil import set_seconds
+from smiless.stack import LocalStack, free_port, start_redis
 from smiless.store import InvocationRecord, Store, StoreError
 from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, optimizer_pb2, worker_pb2, worker_pb2_grpc
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from smiless.cli.stack import LocalStack, free_port
 from smiless.config import SERVICE_NAMES
+from smiless.stack import LocalStack, free_port
 from smiless.store import Store
 from smiless.v1 import gateway_pb2_grpc
 from tests.integration.test_docker import IMAGE

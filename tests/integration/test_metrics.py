@@ -18,8 +18,8 @@ from google.protobuf.duration_pb2 import Duration
 from prometheus_client.parser import text_string_to_metric_families
 
 from smiless import appspec, tensors, zoo
-from smiless.cli.stack import LocalStack, free_port, health_status
 from smiless.config import SERVICE_NAMES, Settings
+from smiless.stack import LocalStack, free_port, health_status
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc
 
 APP = "metrics-chain"

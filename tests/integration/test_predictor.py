@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 from smiless import appspec, tensors, zoo
-from smiless.cli.stack import LocalStack, free_port
 from smiless.config import SERVICE_NAMES
+from smiless.stack import LocalStack, free_port
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc, predictor_pb2, predictor_pb2_grpc
 
 SLOT = 0.1

@@ -12,7 +12,7 @@ import pytest
 
 from smiless import zoo
 from smiless.catalogue import Kind
-from smiless.cli.stack import LocalStack, free_port
+from smiless.stack import LocalStack, free_port
 from smiless.store import Store
 from smiless.v1 import common_pb2, profiler_pb2, profiler_pb2_grpc
 

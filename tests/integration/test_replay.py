@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from smiless import accounting
-from smiless.cli.stack import LocalStack
 from smiless.protoutil import get_seconds
+from smiless.stack import LocalStack
 from smiless.store import Store
 
 pytestmark = pytest.mark.e2e  # ~35 s: a 24 s window plus cold starts

@@ -19,8 +19,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from smiless import appspec, tensors, zoo
-from smiless.cli.stack import LocalStack
 from smiless.protoutil import set_seconds
+from smiless.stack import LocalStack
 from smiless.store import InvocationRecord, Store
 from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from smiless import appspec
-from smiless.cli.stack import free_port
+from smiless.stack import free_port
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc
 
 API, ADMIN = "api-secret-123", "admin-secret-456"

@@ -15,9 +15,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from smiless import appspec, tensors, zoo
-from smiless.cli.stack import LocalStack, free_port, health_status
 from smiless.config import SERVICE_NAMES
 from smiless.server import SHUTDOWN_STUCK_EXIT
+from smiless.stack import LocalStack, free_port, health_status
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.conftest import RedisServer
 

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from smiless import appspec, tensors, zoo
-from smiless.cli.stack import LocalStack
+from smiless.stack import LocalStack
 from smiless.store import StageLatency, Store
 from smiless.v1 import (
     common_pb2,

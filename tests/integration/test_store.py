@@ -71,7 +71,7 @@ async def test_invocations_and_profiles(redis_url: str) -> None:
 
 
 async def test_ping_false_when_unreachable() -> None:
-    from smiless.cli.stack import free_port
+    from smiless.stack import free_port
 
     store = Store(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
     assert not await store.ping()

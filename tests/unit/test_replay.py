@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from smiless import replay
-from smiless.cli.demo import DEMO_MINUTES, DEMO_ROWS, DEMO_START_MINUTE
 from smiless.replay import NOT_SENT, OK, Outcome, Result, Send, Workload
+from smiless.replay.demo import DEMO_MINUTES, DEMO_ROWS, DEMO_START_MINUTE
 from smiless.trace import DEFAULT_TRACE, load_trace, parse_trace
 
 TRACE = """HashFunction,HashApp,HashOwner,minute_1,minute_2,minute_3,minute_4,minute_5
@@ -19,8 +20,10 @@ fb,ab,ob,0,3,0,0,5
 """
 
 
-def wl(app: str, counts: tuple[int, ...]) -> Workload:
-    return Workload(app, f"hash-{app}", 0, counts)
+def wl(app: str, counts: tuple[int, ...], start_minute: int = 0) -> Workload:
+    """A replay window of `counts` from trace minute `start_minute` on (idle minutes before)."""
+    full = np.array((0,) * start_minute + counts, dtype=np.int64)
+    return Workload(full, start_minute, source=f"hash-{app}", app=app)
 
 
 # --- rows and windows ------------------------------------------------------------------------
@@ -37,8 +40,9 @@ def test_select_row_by_hash_or_index() -> None:
 def test_workload_window() -> None:
     fn = parse_trace(TRACE.splitlines()).functions[0]
     w = replay.make_workload("a", fn, 2, 2)
-    assert (w.row, w.start_minute, w.counts, w.invocations) == ("fa", 2, (1, 4), 5)
-    assert replay.make_workload("a", fn, 1, None).counts == (0, 1, 4, 0)
+    assert (w.app, w.source, w.start_minute, tuple(w.window), w.invocations) == ("a", "fa", 2, (1, 4), 5)
+    assert tuple(w.counts) == (2, 0, 1, 4), "the minutes before the window are its history"
+    assert tuple(replay.make_workload("a", fn, 1, None).window) == (0, 1, 4, 0)
     with pytest.raises(ValueError, match=r"^minutes"):
         replay.make_workload("a", fn, 3, 3)
     with pytest.raises(ValueError, match=r"^minutes"):
@@ -252,7 +256,7 @@ def test_fidelity_pairs_apps_with_both_reports() -> None:
 
 # --- the demo's fixed window -----------------------------------------------------------------
 def test_demo_window_is_the_documented_one() -> None:
-    """The rows and counts that smiless/cli/demo.py's docstring (and the README) promise."""
+    """The rows and counts that smiless/replay/demo.py's docstring (and the README) promise."""
     trace = load_trace(DEFAULT_TRACE)
     documented = {
         "voice-assistant": (54, (1, 2, 3, 0, 8, 1, 2, 3, 0, 8)),
@@ -264,16 +268,18 @@ def test_demo_window_is_the_documented_one() -> None:
         fn = replay.select_row(trace, DEMO_ROWS[app])
         assert fn is trace.functions[index]
         w = replay.make_workload(app, fn, DEMO_START_MINUTE, DEMO_MINUTES)
-        assert w.counts == counts
+        assert tuple(w.window) == counts
 
 
 def test_lead_in_is_sent_but_not_measured() -> None:
-    w = Workload("a", "row", 10, (2, 0, 1, 3))
+    w = wl("a", (2, 0, 1, 3), start_minute=10)
     schedule = replay.build_schedule([w], 2.0)
     outcomes = [Outcome(s, OK, s.at + 0.01, s.at + 0.5, 0.49, True) for s in schedule]
     run = replay.Run(outcomes, 1000.0, 6.5, False)
     measured, rest = replay.after_lead_in(run, [w], 2, 2.0)
-    assert rest == [Workload("a", "row", 12, (1, 3))]
+    [r] = rest
+    assert (r.app, r.source, r.start_minute, tuple(r.window)) == ("a", "hash-a", 12, (1, 3))
+    assert np.array_equal(r.counts, w.counts), "the lead-in becomes history, the row is the same"
     assert measured.started_at == 1004.0, "the measured clock starts where the lead-in ends"
     assert [(o.send.at, o.send.slot) for o in measured.outcomes] == [(0.0, 0), (2.0, 1), (2.0, 1), (2.0, 1)]
     assert [o.sent_at for o in measured.outcomes] == pytest.approx([0.01, 2.01, 2.01, 2.01])
@@ -284,9 +290,9 @@ def test_lead_in_is_sent_but_not_measured() -> None:
 
 
 def test_a_lead_in_that_leaves_nothing_to_measure_is_refused() -> None:
-    from smiless.cli.replay import ReplayError, replay_apps
+    from smiless.replay import ReplayError, replay_apps
 
-    w = Workload("a", "row", 10, (2, 0, 1, 3))
+    w = wl("a", (2, 0, 1, 3), start_minute=10)
     with pytest.raises(ReplayError, match="lead-in"):  # before any call to the gateway
         asyncio.run(replay_apps("127.0.0.1:1", [w], slot_seconds=2.0, spread="together", lead_in_minutes=4))
 

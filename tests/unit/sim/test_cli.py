@@ -58,11 +58,3 @@ def test_sim_names_the_bad_option(tmp_path: Path) -> None:
     assert warm.returncode == 1 and "--warmup" in warm.stderr
     bench = smiless("bench", "policies", "--no-matrix", "--warmup", "nan")
     assert bench.returncode == 1 and "--warmup" in bench.stderr
-
-
-def test_the_cli_warmup_default_is_the_benchmarks() -> None:
-    import smiless.cli.main  # noqa: F401  # the CLI's own import order (its modules register on it)
-    from smiless.bench.policies import WARMUP_S
-    from smiless.cli.sim import DEFAULT_WARMUP_S
-
-    assert DEFAULT_WARMUP_S == WARMUP_S
