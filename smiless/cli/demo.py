@@ -121,7 +121,8 @@ def profile_missing(
                     except grpc.RpcError as exc:
                         if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and not force:
                             out.print(f"[yellow]note:[/yellow] {m}: {exc.details()}; storing it with force")
-                            force = True
+                            force = True  # the refused run may still hold its lock: wait for it afresh
+                            deadline = time.monotonic() + 120.0
                         elif exc.code() == grpc.StatusCode.ABORTED and time.monotonic() < deadline:
                             time.sleep(1.0)  # the previous run of this model is still winding down
                         else:
