@@ -482,20 +482,21 @@ def test_compiled_app_reserves_downstream_time_and_caps_batches() -> None:
     )
     app = gateway_pb2.App(spec=appspec.to_proto(spec), version=3)
     unplanned = compile_app(app, None)
-    assert not unplanned.chain and not unplanned.planned
+    assert not unplanned.spec.dag.is_chain and not unplanned.planned
     assert unplanned.batch == dict.fromkeys("abcd", 1) and unplanned.reserve == dict.fromkeys("abcd", 0.0)
     plan = optimizer_pb2.AppPlan(app="gw-compiled")
     for f, latency, batch in (("a", 0.1, 1), ("b", 0.2, 8), ("c", 0.05, 1000), ("d", 0.3, 0)):
         set_seconds(plan.functions.add(function=f, batch_size=batch).latency, latency)
     entry = compile_app(app, plan)
-    assert entry.planned and entry.version == 3 and entry.order[0] == "a" and entry.order[-1] == "d"
+    order = entry.spec.dag.functions
+    assert entry.planned and entry.version == 3 and order[0] == "a" and order[-1] == "d"
     capped = zoo.MODELS["translation"].max_batch
     assert entry.batch == {"a": 1, "b": 8, "c": capped, "d": 1}, "capped by max_batch, at least 1"
     assert entry.reserve["d"] == 0.0
     assert entry.reserve["b"] == pytest.approx(0.3) and entry.reserve["c"] == pytest.approx(0.3)
     assert entry.reserve["a"] == pytest.approx(0.5), "the longest path after a: b then d"
-    assert entry.ahead[entry.order[0]] == entry.order[:2] and entry.ahead["d"] == ["d"], "start window 2"
-    assert compile_app(gateway_pb2.App(spec=appspec.to_proto(chain("gw-c"))), None).chain
+    assert entry.ahead["a"] == list(order[:2]) and entry.ahead["d"] == ["d"], "start window 2"
+    assert compile_app(gateway_pb2.App(spec=appspec.to_proto(chain("gw-c"))), None).spec.dag.is_chain
 
 
 def test_input_fast_check_accepts_only_what_the_full_check_accepts() -> None:
