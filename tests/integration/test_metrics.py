@@ -55,7 +55,7 @@ def settled(stack: LocalStack, service: str = "gateway") -> Samples:
     return last
 
 
-def serving(proc: subprocess.Popen[str], port: int) -> bool:
+def is_serving(proc: subprocess.Popen[str], port: int) -> bool:
     assert proc.poll() is None, "the service exited"
     return health_status(f"127.0.0.1:{port}", 0.5) == "SERVING"
 
@@ -183,7 +183,7 @@ def test_metrics_port_taken_is_logged_and_the_service_serves(redis_url: str) -> 
             text=True,
         )
         try:
-            wait_until_sync(lambda: serving(proc, port), 60, "the predictor to serve", 0.1)
+            wait_until_sync(lambda: is_serving(proc, port), 60, "the predictor to serve", 0.1)
         finally:
             proc.terminate()
             _, errs = proc.communicate(timeout=30)
@@ -205,7 +205,7 @@ def test_offset_zero_disables_the_endpoint(redis_url: str) -> None:
         text=True,
     )
     try:
-        wait_until_sync(lambda: serving(proc, port), 60, "the predictor to serve", 0.1)
+        wait_until_sync(lambda: is_serving(proc, port), 60, "the predictor to serve", 0.1)
     finally:
         proc.terminate()
         _, errs = proc.communicate(timeout=30)
