@@ -11,6 +11,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import grpc
+
+from smiless.v1 import worker_pb2, worker_pb2_grpc
+
 T = TypeVar("T")
 
 
@@ -44,3 +48,14 @@ def wait_until_sync(
         if time.monotonic() >= deadline:
             raise _timed_out(what, timeout, last)
         time.sleep(interval)
+
+
+async def until_in_flight(channel: grpc.aio.Channel, n: int, timeout: float = 10.0) -> None:
+    """Until the worker behind `channel` has `n` requests in progress (its own count)."""
+    stub = worker_pb2_grpc.WorkerStub(channel)
+
+    async def arrived() -> bool:
+        info: worker_pb2.DescribeResponse = await stub.Describe(worker_pb2.DescribeRequest(), timeout=5)
+        return info.in_flight == n
+
+    await wait_until(arrived, timeout, f"{n} request(s) in flight on the worker")
