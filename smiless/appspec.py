@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from smiless import zoo
-from smiless.policy.workflow import Dag, DagError
+from smiless.dag import Dag, DagError
 from smiless.v1 import common_pb2
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -50,12 +50,26 @@ class FunctionSpec:
 
 @dataclass(frozen=True)
 class AppSpec:
+    """The user's app: name, SLA, the models it runs, and its DAG (`dag`, the one structure)."""
+
     name: str
     sla_s: float
     functions: tuple[FunctionSpec, ...]
     edges: tuple[tuple[str, str], ...] = ()
     description: str = ""
-    _order: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    _dag: Dag | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def dag(self) -> Dag:
+        """The functions' DAG (built once; AppSpecError naming the field if there is none)."""
+        if self._dag is None:
+            try:
+                dag = Dag.of(self.function_names, self.edges)
+            except DagError as exc:
+                raise AppSpecError(exc.field, exc.message) from exc
+            object.__setattr__(self, "_dag", dag)
+            return dag
+        return self._dag
 
     @property
     def function_names(self) -> list[str]:
@@ -65,55 +79,25 @@ class AppSpec:
         return next(f.model for f in self.functions if f.name == function)
 
     def parents(self, function: str) -> list[str]:
-        return [s for s, t in self.edges if t == function]
+        return list(self.dag.parents[function])
 
     def children(self, function: str) -> list[str]:
-        return [t for s, t in self.edges if s == function]
+        return list(self.dag.children[function])
 
     @property
     def entry(self) -> str:
-        return next(n for n in self.function_names if not self.parents(n))
+        return self.dag.roots[0]
 
     @property
     def leaves(self) -> list[str]:
-        return [n for n in self.function_names if not self.children(n)]
+        return list(self.dag.leaves)
 
     def topological_order(self) -> list[str]:
-        if self._order:
-            return list(self._order)
-        try:
-            return list(Dag.of(self.function_names, self.edges).functions)
-        except DagError as exc:
-            raise AppSpecError("edges", str(exc)) from exc
-
-
-def _find_cycle(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
-    out: dict[str, list[str]] = {n: [] for n in names}
-    for s, t in edges:
-        out[s].append(t)
-    color = dict.fromkeys(names, 0)
-    stack: list[str] = []
-
-    def dfs(n: str) -> list[str] | None:
-        color[n] = 1
-        stack.append(n)
-        for t in out[n]:
-            if color[t] == 1:
-                return [*stack[stack.index(t) :], t]
-            if color[t] == 0 and (found := dfs(t)):
-                return found
-        stack.pop()
-        color[n] = 2
-        return None
-
-    for n in names:
-        if color[n] == 0 and (found := dfs(n)):
-            return found
-    return []
+        return list(self.dag.functions)
 
 
 def validate(spec: AppSpec) -> AppSpec:
-    """Check the spec; return it (with its topological order cached) or raise AppSpecError."""
+    """Check the spec; return it (with its DAG built) or raise AppSpecError."""
     if not NAME_RE.match(spec.name):
         raise AppSpecError("name", f"{spec.name!r} must be 1-63 lowercase letters, digits or '-'")
     if not spec.sla_s > 0:
@@ -133,34 +117,22 @@ def validate(spec: AppSpec) -> AppSpec:
             zoo.resolve(fn.model)  # a built-in model, or a readable TorchScript file with a contract
         except zoo.ZooError as exc:
             raise AppSpecError(f"functions[{i}].model", str(exc)) from exc
-    pairs: set[tuple[str, str]] = set()
-    for i, (s, t) in enumerate(spec.edges):
-        for end, name in (("source", s), ("target", t)):
-            if name not in seen:
-                raise AppSpecError(f"edges[{i}].{end}", f"unknown function {name!r}")
-        if s == t:
-            raise AppSpecError(f"edges[{i}]", f"self-loop on {s!r}")
-        if (s, t) in pairs:
-            raise AppSpecError(f"edges[{i}]", f"duplicate edge {s} -> {t}")
-        pairs.add((s, t))
-    names = spec.function_names
     try:
-        order = Dag.of(names, spec.edges).functions
-    except DagError as exc:  # the checks above leave only a cycle; name it
-        raise AppSpecError("edges", f"cycle {' -> '.join(_find_cycle(names, list(spec.edges)))}") from exc
-    roots = [n for n in names if not spec.parents(n)]
-    if len(roots) != 1:
+        dag = Dag.of(spec.function_names, spec.edges, merge_duplicates=False)
+    except DagError as exc:
+        raise AppSpecError(exc.field, exc.message) from exc
+    if len(dag.roots) != 1:
         raise AppSpecError(
-            "edges", f"several roots ({', '.join(roots)}); an app has exactly one entry function"
+            "edges", f"several roots ({', '.join(dag.roots)}); an app has exactly one entry function"
         )
     for i, fn in enumerate(spec.functions):
-        parents = spec.parents(fn.name)
+        parents = dag.parents[fn.name]
         if parents:
             child = zoo.MODELS[fn.model]
             why = zoo.check_edge([zoo.MODELS[spec.model_of(p)] for p in parents], child)
             if why:
                 raise AppSpecError(f"functions[{i}]", f"{fn.name}: {why}")
-    return AppSpec(spec.name, spec.sla_s, spec.functions, spec.edges, spec.description, tuple(order))
+    return replace(spec, _dag=dag)
 
 
 # --- files ---------------------------------------------------------------------------------

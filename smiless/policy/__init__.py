@@ -2,6 +2,7 @@
 the exact optimiser and the auto-scaler. The optimizer service and the simulator call the same
 functions; time comes in as `now`, and every result carries its reasons."""
 
+from smiless.dag import Dag, DagError
 from smiless.policy.autoscaler import ResourceLadder, ScaleDecision, scale
 from smiless.policy.costmodel import (
     Candidate,
@@ -37,7 +38,7 @@ from smiless.policy.search import (
     lowest_latency_plan,
     sla_aware_plan,
 )
-from smiless.policy.workflow import Dag, DagError, all_paths, decompose, timing
+from smiless.policy.workflow import all_paths, decompose, timing
 
 __all__ = [
     "DEFAULT_K_SIGMA",

@@ -1,5 +1,5 @@
-"""The workflow manager's graph work: validate a DAG, decompose it into simple root→leaf
-paths that cover every function, and measure latencies along it.
+"""The workflow manager's graph work: decompose a DAG (`smiless.dag.Dag`) into simple
+root→leaf paths that cover every function, and measure latencies along it.
 
 The reference peels longest paths from a single (root, leaf) pair and, with several roots or
 leaves, keeps only the last pair's paths, so some functions are never planned. Here any DAG
@@ -10,76 +10,10 @@ re-checked on the whole DAG: `longest_path` is the maximum over every root→lea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-
-class DagError(ValueError):
-    """An invalid DAG; the message names the offending function or edge."""
-
-
-@dataclass(frozen=True, slots=True)
-class Dag:
-    """A validated DAG. `functions` is in topological order (stable: among functions that are
-    ready together, the order they were given in); `parents`/`children` keep edge order."""
-
-    functions: tuple[str, ...]
-    edges: tuple[tuple[str, str], ...]
-    parents: Mapping[str, tuple[str, ...]]
-    children: Mapping[str, tuple[str, ...]]
-
-    @classmethod
-    def of(cls, functions: Iterable[str], edges: Iterable[tuple[str, str]]) -> Dag:
-        names = list(functions)
-        if not names:
-            raise DagError("functions: a DAG needs at least one function")
-        known = set(names)
-        if len(known) != len(names):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise DagError(f"functions: duplicate function {dup!r}")
-        parents: dict[str, list[str]] = {n: [] for n in names}
-        children: dict[str, list[str]] = {n: [] for n in names}
-        seen: set[tuple[str, str]] = set()
-        edge_list: list[tuple[str, str]] = []
-        for s, t in edges:
-            for end in (s, t):
-                if end not in known:
-                    raise DagError(f"edge {s} -> {t}: unknown function {end!r}")
-            if s == t:
-                raise DagError(f"edge {s} -> {t}: self-loop")
-            if (s, t) in seen:
-                continue
-            seen.add((s, t))
-            edge_list.append((s, t))
-            parents[t].append(s)
-            children[s].append(t)
-        indeg = {n: len(parents[n]) for n in names}
-        ready = [n for n in names if indeg[n] == 0]
-        order: list[str] = []
-        while ready:
-            n = ready.pop(0)
-            order.append(n)
-            for c in children[n]:
-                indeg[c] -= 1
-                if indeg[c] == 0:
-                    ready.append(c)
-        if len(order) != len(names):
-            stuck = [n for n in names if indeg[n] > 0]
-            raise DagError(f"edges: cycle through {', '.join(stuck)}")
-        return cls(
-            tuple(order),
-            tuple(edge_list),
-            {n: tuple(parents[n]) for n in order},
-            {n: tuple(children[n]) for n in order},
-        )
-
-    @property
-    def roots(self) -> tuple[str, ...]:
-        return tuple(n for n in self.functions if not self.parents[n])
-
-    @property
-    def leaves(self) -> tuple[str, ...]:
-        return tuple(n for n in self.functions if not self.children[n])
+from smiless.dag import Dag as Dag  # re-exported: the search and the replay CLI import it from here
 
 
 def decompose(dag: Dag, weight: Mapping[str, float] | None = None) -> list[tuple[str, ...]]:

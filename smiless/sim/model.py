@@ -15,8 +15,8 @@ from pathlib import Path
 
 from smiless import appspec
 from smiless.catalogue import HardwareConfig
+from smiless.dag import Dag
 from smiless.policy.profile import FunctionProfile, InitModel, load_reference_profiles, profile_for
-from smiless.policy.workflow import Dag
 
 FunctionProfiles = Mapping[str, FunctionProfile]
 
@@ -57,9 +57,8 @@ def app_from_spec(spec: appspec.AppSpec, sla_s: float | None = None) -> SimApp:
     missing = sorted({f.model for f in spec.functions if f.model not in ref})
     if missing:
         raise ValueError(f"functions: no reference profile for model(s) {', '.join(missing)}")
-    dag = Dag.of(spec.function_names, spec.edges)
     profiles = {f.name: ref[f.model] for f in spec.functions}
-    return SimApp(spec.name, spec.sla_s if sla_s is None else sla_s, dag, profiles, spec.name)
+    return SimApp(spec.name, spec.sla_s if sla_s is None else sla_s, spec.dag, profiles, spec.name)
 
 
 REFERENCE_APPS: tuple[str, ...] = ("voice-assistant", "amber-alert", "image-query")

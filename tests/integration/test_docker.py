@@ -23,6 +23,7 @@ from smiless.backends.base import BackendError, ModelError
 from smiless.catalogue import load_catalogue
 from smiless.v1 import worker_pb2, worker_pb2_grpc
 from tests.torchscript_models import Affine, Busy, save
+from tests.waiting import until_in_flight
 
 IMAGE = os.environ.get("SMILESS_WORKER_IMAGE", "smiless-worker:latest")
 
@@ -192,7 +193,7 @@ async def test_container_dying_mid_request_is_noticed_within_a_second(
         call = asyncio.ensure_future(
             worker_pb2_grpc.WorkerStub(ch).Infer(worker_pb2.InferRequest(inputs=[forever]))
         )
-        await asyncio.sleep(0.5)
+        await until_in_flight(ch, 1)
         assert not call.done(), "the request is in flight"
         killed = time.monotonic()
         await asyncio.to_thread(backend.containers[w.instance_id].kill)

@@ -32,6 +32,9 @@ from smiless.protoutil import set_seconds
 from smiless.stack import LocalStack, free_port, start_redis
 from smiless.store import InvocationRecord, Store, StoreError
 from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, optimizer_pb2, worker_pb2, worker_pb2_grpc
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
 
 MLP = zoo.MODELS["tiny-mlp"]
 
@@ -98,13 +101,13 @@ async def closed_loop(
     return sent, outcomes
 
 
-@pytest.fixture(scope="module")
-def gw_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """A stack of this module's own: the tests stop its Redis and kill its optimizer (last),
-    and its controller is off, so the only instances are those the data path asks for and
-    the plans those the tests store (another module's stored profile cannot re-plan them)."""
+def gateway_stack(data_dir: Path) -> Iterator[LocalStack]:
+    """A stack of the gateway tests' own: its controller is off, so the only instances are
+    those the data path asks for and the plans those the tests store (another module's stored
+    profile cannot re-plan them). Whatever the tests did to it, the gateway's log stays free
+    of tracebacks: faults are answered, never crashes."""
     s = LocalStack(
-        tmp_path_factory.mktemp("gateway"),
+        data_dir,
         ports={n: free_port() for n in SERVICE_NAMES},
         extra_env={
             "SMILESS_RECORD_BUFFER": "20",
@@ -113,8 +116,24 @@ def gw_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         },
     )
     s.start()
-    yield s
-    s.stop()
+    try:
+        yield s
+        text = Path(s.log_path("gateway")).read_text(errors="replace")
+        assert "Traceback" not in text, text[-3000:]
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def gw_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Shared by the tests that leave the stack as they found it."""
+    yield from gateway_stack(tmp_path_factory.mktemp("gateway"))
+
+
+@pytest.fixture
+def broken_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """One test's own: it stops Redis or kills the optimizer, so no other test shares it."""
+    yield from gateway_stack(tmp_path_factory.mktemp("gateway-broken"))
 
 
 @pytest.fixture
@@ -269,16 +288,21 @@ async def test_scale_out_is_used_and_a_killed_worker_loses_nothing(
         late = [o for o in ok if o.response and any(s.instance_id == added.id for s in o.response.stages)]
         assert late, "the surviving instance kept serving"
         assert max(o.seconds for o in outcomes) < 10, "nothing hung"
+
         # The optimizer noticed the death; the registry no longer lists the victim.
-        deadline = time.monotonic() + 10
-        while victim.id in {i.id for i in await app_instances(store, app)}:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
+        async def victim_gone() -> bool:
+            return victim.id not in {i.id for i in await app_instances(store, app)}
+
+        await wait_until(victim_gone, 10, "the optimizer to remove the killed worker from the registry")
     finally:
         await extra.stop()
+
     # Stopped: the gateway stops routing to it (notification), a new instance serves f1.
-    await asyncio.sleep(0.3)
-    after = await invoke(gw, app, mlp_input(), timeout=180)
+    async def served() -> Outcome | None:
+        out = await invoke(gw, app, mlp_input(), timeout=180)
+        return out if out.response is not None else None
+
+    after = await wait_until(served, 30, "an invocation served after both f1 instances are gone")
     assert after.response is not None, after.message
     f1 = next(s for s in after.response.stages if s.function == "f1")
     assert f1.instance_id not in (added.id, victim.id)
@@ -295,7 +319,12 @@ async def test_planned_batches_split_back_per_request(gw: gateway_pb2_grpc.Gatew
         fp = plan.functions.add(function=f, config="cpu-1", batch_size=4, instances=1)
         set_seconds(fp.latency, 0.005)
     await store.put_plan(plan)  # what the optimizer stores; the gateway reloads plans each second
-    await asyncio.sleep(1.5)
+
+    async def batching() -> bool:
+        burst = await asyncio.gather(*(invoke(gw, app, mlp_input(200 + i)) for i in range(8)))
+        return any(s.batch_size > 1 for o in burst if o.response for s in o.response.stages)
+
+    await wait_until(batching, 10, "the gateway to reload the plan and batch")
     xs = [MLP.example_input(seed=100 + i) for i in range(16)]
     outs = await asyncio.gather(*(invoke(gw, app, tensors.to_proto(x)) for x in xs))
     assert all(o.response is not None for o in outs), [o.message for o in outs]
@@ -341,7 +370,12 @@ async def test_each_instance_gets_batches_of_at_most_its_own_batch(
     extra = ExtraWorker(store, app, "f0", batch=4)
     await extra.start()
     try:
-        await asyncio.sleep(1.0)  # the gateway's registry follows Redis
+
+        async def routed_to_extra() -> bool:  # the gateway's registry follows Redis
+            burst = await asyncio.gather(*(invoke(gw, app, mlp_input(seed=100 + i)) for i in range(8)))
+            return any(o.response and o.response.stages[0].instance_id == extra.inst.id for o in burst)
+
+        await wait_until(routed_to_extra, 10, "the gateway to hear of the extra instance")
         sizes: dict[str, list[int]] = {}
         for _ in range(3):
             outs = await asyncio.gather(*(invoke(gw, app, mlp_input(seed=i)) for i in range(24)))
@@ -383,15 +417,20 @@ async def test_invoke_stream_answers_each_request(gw: gateway_pb2_grpc.GatewaySt
     assert len({a.request_id for a in good}) == 38, "every invocation got its own id"
 
 
-# --- Redis down, optimizer down (these two run last: they break the stack) ----------
-async def test_redis_down_keeps_serving_and_bounds_recording(gw_stack: LocalStack) -> None:
+# --- Redis down, optimizer down (each on a stack of its own: they break it) ---------
+async def test_redis_down_keeps_serving_and_bounds_recording(broken_stack: LocalStack) -> None:
+    gw_stack = broken_stack
     app = "gw-redis-down"
     redis_port = int(str(gw_stack.redis_url).rsplit(":", 1)[1].split("/")[0])
     async with grpc.aio.insecure_channel(gw_stack.addresses["gateway"]) as ch:
         gw = gateway_pb2_grpc.GatewayStub(ch)
         await register(gw, chain(app))
         assert (await invoke(gw, app, mlp_input(), timeout=180)).code == grpc.StatusCode.OK
-        await asyncio.sleep(0.6)  # the recorder flushed what it had
+
+        async def flushed() -> bool:  # the recorder wrote what it had, so the outage starts empty
+            return not (await gw.GetStatus(gateway_pb2.GetStatusRequest(), timeout=10)).records_buffered
+
+        await wait_until(flushed, 10, "the recorder to flush before the outage")
         gw_stack.procs["redis"].terminate()
         gw_stack.procs["redis"].wait(10)
         outage_start = time.time()
@@ -411,23 +450,23 @@ async def test_redis_down_keeps_serving_and_bounds_recording(gw_stack: LocalStac
         outage_end = time.time()
         # Redis is back: the buffered records (the last 20 invocations) are written.
         store = Store(str(gw_stack.redis_url))
+
+        async def outage_records() -> list[InvocationRecord]:
+            with contextlib.suppress(StoreError):  # e.g. still loading its append-only file
+                during = await store.invocations(app, outage_start, outage_end)
+                return during if len(during) >= 20 else []
+            return []
+
         try:
-            deadline = time.monotonic() + 15
-            during: list[InvocationRecord] = []
-            while len(during) < 20 and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-                with contextlib.suppress(StoreError):  # e.g. still loading its append-only file
-                    during = await store.invocations(app, outage_start, outage_end)
+            during = await wait_until(outage_records, 15, "the outage's buffered records in Redis")
             assert len(during) == 20, "the bound's worth of outage records survives"
         finally:
             await store.close()
-        deadline = time.monotonic() + 15
-        while (await gw.GetStatus(gateway_pb2.GetStatusRequest(), timeout=10)).records_buffered:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
+        await wait_until(flushed, 15, "the recorder's buffer to empty")
 
 
-async def test_optimizer_down_warm_paths_continue_cold_paths_fail_fast(gw_stack: LocalStack) -> None:
+async def test_optimizer_down_warm_paths_continue_cold_paths_fail_fast(broken_stack: LocalStack) -> None:
+    gw_stack = broken_stack
     async with grpc.aio.insecure_channel(gw_stack.addresses["gateway"]) as ch:
         gw = gateway_pb2_grpc.GatewayStub(ch)
         await register(gw, chain("gw-opt-warm"))
@@ -454,74 +493,3 @@ async def test_optimizer_down_warm_paths_continue_cold_paths_fail_fast(gw_stack:
             for a in addresses:  # the orphaned workers of the killed optimizer
                 for pid in worker_pids({int(a.rsplit(":", 1)[1])}):
                     os.kill(pid, signal.SIGKILL)
-
-
-def test_gateway_log_is_clean(gw_stack: LocalStack) -> None:
-    """No traceback in the gateway's log: faults are answered, never crashes."""
-    text = Path(gw_stack.log_path("gateway")).read_text(errors="replace")
-    assert "Traceback" not in text, text[-3000:]
-
-
-# --- the compiled app (pure: no stack) --------------------------------------------------
-def test_compiled_app_reserves_downstream_time_and_caps_batches() -> None:
-    from smiless.services.gateway.apps import compile_app
-
-    spec = appspec.AppSpec(
-        "gw-compiled",
-        1.0,
-        tuple(
-            appspec.FunctionSpec(n, m)
-            for n, m in (
-                ("a", "nameentityrecognition"),
-                ("b", "translation"),
-                ("c", "translation"),
-                ("d", "textgeneration"),
-            )
-        ),
-        (("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")),
-    )
-    app = gateway_pb2.App(spec=appspec.to_proto(spec), version=3)
-    unplanned = compile_app(app, None)
-    assert not unplanned.chain and not unplanned.planned
-    assert unplanned.batch == dict.fromkeys("abcd", 1) and unplanned.reserve == dict.fromkeys("abcd", 0.0)
-    plan = optimizer_pb2.AppPlan(app="gw-compiled")
-    for f, latency, batch in (("a", 0.1, 1), ("b", 0.2, 8), ("c", 0.05, 1000), ("d", 0.3, 0)):
-        set_seconds(plan.functions.add(function=f, batch_size=batch).latency, latency)
-    entry = compile_app(app, plan)
-    assert entry.planned and entry.version == 3 and entry.order[0] == "a" and entry.order[-1] == "d"
-    capped = zoo.MODELS["translation"].max_batch
-    assert entry.batch == {"a": 1, "b": 8, "c": capped, "d": 1}, "capped by max_batch, at least 1"
-    assert entry.reserve["d"] == 0.0
-    assert entry.reserve["b"] == pytest.approx(0.3) and entry.reserve["c"] == pytest.approx(0.3)
-    assert entry.reserve["a"] == pytest.approx(0.5), "the longest path after a: b then d"
-    assert entry.ahead[entry.order[0]] == entry.order[:2] and entry.ahead["d"] == ["d"], "start window 2"
-    assert compile_app(gateway_pb2.App(spec=appspec.to_proto(chain("gw-c"))), None).chain
-
-
-def test_input_fast_check_accepts_only_what_the_full_check_accepts() -> None:
-    """The data path skips decoding an input whose dtype, shape and size match a fixed-shape
-    entry; every such input must also pass the full check, and a variable-length entry has
-    no fast path."""
-    from smiless.services.gateway.apps import compile_app
-
-    fixed = variable = 0
-    for name, spec in zoo.MODELS.items():
-        one = appspec.AppSpec(f"gw-fast-{name}", 1.0, (appspec.FunctionSpec("f", name),), ())
-        fits = compile_app(gateway_pb2.App(spec=appspec.to_proto(one)), None).input_fits
-        x = spec.example_input(seed=1)
-        if spec.input.variable:
-            variable += 1
-            assert fits is None
-            continue
-        fixed += 1
-        assert fits is not None
-        t = tensors.to_proto(x)
-        assert (t.dtype, tuple(t.shape), len(t.data)) == fits
-        assert spec.input.check(tensors.from_proto(t)) is None
-        for bad in (
-            tensors.to_proto(x.astype(np.int32 if x.dtype != np.int32 else np.float32)),
-            tensors.to_proto(x.reshape(-1)[:-1]),
-            common_pb2.Tensor(dtype=t.dtype, shape=t.shape, data=t.data[:-1]),
-        ):
-            assert (bad.dtype, tuple(bad.shape), len(bad.data)) != fits, name
-    assert fixed and variable, "the zoo has both kinds"

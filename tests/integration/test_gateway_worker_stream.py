@@ -28,6 +28,7 @@ from smiless.services.gateway.streams import WorkerCallError, WorkerStream
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from smiless.worker import models
 from tests.torchscript_models import Affine, Busy, save
+from tests.waiting import until_in_flight
 
 
 @pytest.fixture
@@ -136,7 +137,7 @@ async def test_dead_or_stalled_worker_fails_waiting_calls(backend: ProcessBacken
             asyncio.ensure_future(stream.infer([forever, forever], 60)),
             asyncio.ensure_future(stream.infer([quick], 60)),
         ]
-        await asyncio.sleep(0.5)
+        await until_in_flight(ch, 2)
         assert not any(c.done() for c in calls), "both requests are waiting"
         info = await worker_pb2_grpc.WorkerStub(ch).Describe(worker_pb2.DescribeRequest(), timeout=5)
         assert info.in_flight == 2, "a request queued on the stream counts as in flight"

@@ -21,6 +21,7 @@ from smiless import appspec, tensors, zoo
 from smiless.config import SERVICE_NAMES, Settings
 from smiless.stack import LocalStack, free_port, health_status
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc
+from tests.waiting import wait_until_sync
 
 APP = "metrics-chain"
 
@@ -54,6 +55,11 @@ def settled(stack: LocalStack, service: str = "gateway") -> Samples:
     return last
 
 
+def is_serving(proc: subprocess.Popen[str], port: int) -> bool:
+    assert proc.poll() is None, "the service exited"
+    return health_status(f"127.0.0.1:{port}", 0.5) == "SERVING"
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
     want = set(labels.items())
@@ -78,6 +84,7 @@ def gw(stack: LocalStack) -> Iterator[gateway_pb2_grpc.GatewayStub]:
         yield stub
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("service", SERVICE_NAMES)
 def test_every_service_serves_metrics(stack: LocalStack, service: str) -> None:
     samples = scrape(stack, service)
@@ -86,6 +93,7 @@ def test_every_service_serves_metrics(stack: LocalStack, service: str) -> None:
     assert value(samples, "smiless_rpc_latency_seconds_count", service=service, method="Check") >= 1
 
 
+@pytest.mark.e2e
 def test_gateway_metrics_move_with_invocations(stack: LocalStack, gw: gateway_pb2_grpc.GatewayStub) -> None:
     x = tensors.to_proto(zoo.MODELS["tiny-mlp"].example_input())
     gw.Invoke(gateway_pb2.InvokeRequest(app=APP, input=x), timeout=120)  # warm the instances
@@ -126,16 +134,19 @@ def test_gateway_metrics_move_with_invocations(stack: LocalStack, gw: gateway_pb
     assert ("smiless_records_buffered", frozenset()) in after
 
 
+@pytest.mark.e2e
 def test_optimizer_exports_instances_and_cost(stack: LocalStack, gw: gateway_pb2_grpc.GatewayStub) -> None:
     x = tensors.to_proto(zoo.MODELS["tiny-mlp"].example_input())
     gw.Invoke(gateway_pb2.InvokeRequest(app=APP, input=x), timeout=120)
     refresh = Settings().metrics_refresh_s
-    deadline = time.time() + 3 * refresh + 5
-    while True:
+
+    def both_started() -> Samples | None:
         samples = scrape(stack, "optimizer")
-        if value(samples, "smiless_instance_starts_total", app=APP) >= 2 or time.time() > deadline:
-            break
-        time.sleep(0.5)
+        return samples if value(samples, "smiless_instance_starts_total", app=APP) >= 2 else None
+
+    samples = wait_until_sync(
+        both_started, 3 * refresh + 5, "both functions' starts in the fleet figures", 0.5
+    )
     assert value(samples, "smiless_instance_starts_total", app=APP, function="a") >= 1
     assert value(samples, "smiless_instance_starts_total", app=APP, function="b") >= 1
     first = value(samples, "smiless_cost_accrued_total", app=APP)
@@ -145,9 +156,12 @@ def test_optimizer_exports_instances_and_cost(stack: LocalStack, gw: gateway_pb2
     stamp = value(samples, "smiless_fleet_refreshed_timestamp_seconds")
     assert 0 < time.time() - stamp < 3 * refresh + 5
     # cost accrues: a later refresh reports at least as much (more while an instance lives)
-    while value(later := scrape(stack, "optimizer"), "smiless_fleet_refreshed_timestamp_seconds") == stamp:
-        assert time.time() < stamp + 3 * refresh + 5, "the fleet figures are refreshed"
-        time.sleep(0.5)
+
+    def refreshed() -> Samples | None:
+        samples = scrape(stack, "optimizer")
+        return samples if value(samples, "smiless_fleet_refreshed_timestamp_seconds") != stamp else None
+
+    later = wait_until_sync(refreshed, 3 * refresh + 5, "the fleet figures to be refreshed", 0.5)
     assert value(later, "smiless_cost_accrued_total", app=APP) >= first
     if value(later, "smiless_instances", app=APP):
         assert value(later, "smiless_cost_accrued_total", app=APP) > first
@@ -169,10 +183,7 @@ def test_metrics_port_taken_is_logged_and_the_service_serves(redis_url: str) -> 
             text=True,
         )
         try:
-            deadline = time.time() + 60
-            while health_status(f"127.0.0.1:{port}", 0.5) != "SERVING":
-                assert proc.poll() is None and time.time() < deadline
-                time.sleep(0.1)
+            wait_until_sync(lambda: is_serving(proc, port), 60, "the predictor to serve", 0.1)
         finally:
             proc.terminate()
             _, errs = proc.communicate(timeout=30)
@@ -194,10 +205,7 @@ def test_offset_zero_disables_the_endpoint(redis_url: str) -> None:
         text=True,
     )
     try:
-        deadline = time.time() + 60
-        while health_status(f"127.0.0.1:{port}", 0.5) != "SERVING":
-            assert proc.poll() is None and time.time() < deadline
-            time.sleep(0.1)
+        wait_until_sync(lambda: is_serving(proc, port), 60, "the predictor to serve", 0.1)
     finally:
         proc.terminate()
         _, errs = proc.communicate(timeout=30)

@@ -16,6 +16,9 @@ from smiless import appspec, tensors, zoo
 from smiless.config import SERVICE_NAMES
 from smiless.stack import LocalStack, free_port
 from smiless.v1 import gateway_pb2, gateway_pb2_grpc, predictor_pb2, predictor_pb2_grpc
+from tests.waiting import wait_until_sync
+
+pytestmark = pytest.mark.e2e  # every test here runs against the whole stack
 
 SLOT = 0.1
 
@@ -54,13 +57,13 @@ def _send(gw: gateway_pb2_grpc.GatewayStub, n: int, every_s: float) -> None:
 
 def _trained_it(pred: predictor_pb2_grpc.PredictorStub, timeout: float = 60) -> float:
     """The predicted IT (s) once a trained model (not the cold-start rule) answers."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+
+    def trained() -> predictor_pb2.PredictResponse | None:
         p = pred.Predict(predictor_pb2.PredictRequest(app="pulse"), timeout=10)
-        if p.model == "smiless" and not p.reason:
-            return float(p.next_it.ToNanoseconds()) / 1e9
-        time.sleep(0.5)
-    raise AssertionError(f"no trained prediction within {timeout} s (last: {p})")
+        return p if p.model == "smiless" and not p.reason else None
+
+    p = wait_until_sync(trained, timeout, "a trained prediction", 0.5)
+    return float(p.next_it.ToNanoseconds()) / 1e9
 
 
 def test_predicted_it_follows_the_arrival_pattern(fast_stack: LocalStack) -> None:
@@ -85,10 +88,14 @@ def test_predicted_it_follows_the_arrival_pattern(fast_stack: LocalStack) -> Non
         assert after_b.HasField("burst") and after_b.burst.ToNanoseconds() == 0
         assert round(it_a / SLOT) <= 2, f"pattern A arrives every slot, predicted {it_a} s"
         assert round(it_b / SLOT) >= 3, f"pattern B arrives every 6 slots, predicted {it_b} s"
-        deadline = time.time() + 5  # arrivals reach Redis in buffered batches
-        while len(pred.GetHistory(predictor_pb2.GetHistoryRequest(app="pulse"), timeout=10).arrivals) < 86:
-            assert time.time() < deadline, "every arrival is recorded"
-            time.sleep(0.1)
+        wait_until_sync(  # arrivals reach Redis in buffered batches
+            lambda: (
+                len(pred.GetHistory(predictor_pb2.GetHistoryRequest(app="pulse"), timeout=10).arrivals) >= 86
+            ),
+            5,
+            "every arrival recorded",
+            0.1,
+        )
 
 
 def test_load_history_from_a_trace(stack: LocalStack, tmp_path: Path) -> None:

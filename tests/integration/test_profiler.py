@@ -30,6 +30,7 @@ def _run(prof: profiler_pb2_grpc.ProfilerStub, **kw: object) -> list[profiler_pb
     return list(prof.ProfileFunction(req, timeout=300))
 
 
+@pytest.mark.e2e
 def test_profile_is_measured_fitted_stored_and_versioned(prof: profiler_pb2_grpc.ProfilerStub) -> None:
     msgs = _run(prof, force=True)
     assert msgs[-1].step == "stored" and msgs[-1].done == msgs[-1].total == 2 + 3
@@ -63,6 +64,7 @@ def test_profile_is_measured_fitted_stored_and_versioned(prof: profiler_pb2_grpc
         ({"cold_starts": 1}, grpc.StatusCode.INVALID_ARGUMENT, "cold_starts"),
     ],
 )
+@pytest.mark.e2e
 def test_bad_requests(
     prof: profiler_pb2_grpc.ProfilerStub, kw: dict[str, object], code: grpc.StatusCode, field: str
 ) -> None:
@@ -72,6 +74,7 @@ def test_bad_requests(
     assert info.value.details().startswith(field)
 
 
+@pytest.mark.e2e
 def test_second_run_refused_then_interrupted_run_resumes(prof: profiler_pb2_grpc.ProfilerStub) -> None:
     req = profiler_pb2.ProfileFunctionRequest(**{**SMALL, "model": "translation", "force": True})  # type: ignore[arg-type]
     first = prof.ProfileFunction(req, timeout=300)

@@ -23,6 +23,7 @@ from smiless.protoutil import set_seconds
 from smiless.stack import LocalStack
 from smiless.store import InvocationRecord, Store
 from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from tests.waiting import wait_until_sync
 
 APP = "report-chain"
 N_INVOKE = 6
@@ -68,12 +69,14 @@ def invoked(stack: LocalStack, gw: gateway_pb2_grpc.GatewayStub) -> float:
     for _ in range(N_INVOKE):
         gw.Invoke(gateway_pb2.InvokeRequest(app=APP, input=x), timeout=120)
     # Invocation records are written off the hot path: wait for the buffered flush.
-    deadline = time.time() + 20
-    while True:
-        st = gw.GetStatus(gateway_pb2.GetStatusRequest(app=APP), timeout=10)
-        if st.apps[0].invocations >= N_INVOKE or time.time() > deadline:
-            break
-        time.sleep(0.2)
+    wait_until_sync(
+        lambda: (
+            gw.GetStatus(gateway_pb2.GetStatusRequest(app=APP), timeout=10).apps[0].invocations >= N_INVOKE
+        ),
+        20,
+        "every invocation record in Redis",
+        0.2,
+    )
     return began
 
 
@@ -95,6 +98,7 @@ def _independent_total(redis_url: str, since: float, until: float) -> tuple[floa
     return total, by_app
 
 
+@pytest.mark.e2e
 def test_cost_json_totals_equal_lifetimes_times_prices(
     stack: LocalStack, invoked: float, tmp_path: Path
 ) -> None:
@@ -138,6 +142,7 @@ def test_cost_json_totals_equal_lifetimes_times_prices(
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.e2e
 def test_deleted_app_still_counts(
     stack: LocalStack, gw: gateway_pb2_grpc.GatewayStub, invoked: float
 ) -> None:
@@ -164,6 +169,7 @@ def test_deleted_app_still_counts(
     assert gw.GetCostReport(one, timeout=10).apps[0].deleted
 
 
+@pytest.mark.e2e
 def test_status_windows_plan_and_instances(stack: LocalStack, invoked: float) -> None:
     doc = _json(stack, "status", APP, "--window", "1h", "--window", "30s")
     app = doc["apps"][0]
@@ -214,6 +220,7 @@ def test_status_windows_plan_and_instances(stack: LocalStack, invoked: float) ->
         ),
     ],
 )
+@pytest.mark.e2e
 def test_report_bad_input(
     gw: gateway_pb2_grpc.GatewayStub, rpc: str, request_: Any, code: str, field: str
 ) -> None:
@@ -223,11 +230,13 @@ def test_report_bad_input(
     assert err.value.details().startswith(f"{field}:")
 
 
+@pytest.mark.e2e
 def test_cli_bad_times(stack: LocalStack) -> None:
     out = _cli(stack, "cost", "--since", "yesterday-ish")
     assert out.returncode == 1 and "--since" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("command", ["status", "cost"])
 def test_watch_refreshes_until_interrupted(stack: LocalStack, invoked: float, command: str) -> None:
     proc = subprocess.Popen(

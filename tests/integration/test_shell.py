@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -18,8 +19,10 @@ from smiless import appspec, tensors, zoo
 from smiless.config import SERVICE_NAMES
 from smiless.server import SHUTDOWN_STUCK_EXIT
 from smiless.stack import LocalStack, free_port, health_status
-from smiless.v1 import gateway_pb2, gateway_pb2_grpc
+from smiless.store import Store
+from smiless.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from tests.conftest import RedisServer
+from tests.waiting import wait_until_sync
 
 
 def _serve(name: str, redis_url: str, port: int, **env: str) -> subprocess.Popen[str]:
@@ -88,6 +91,18 @@ def test_a_stuck_shutdown_ends_the_process() -> None:
     assert time.time() - t0 < 20
 
 
+def _instances_of(redis_url: str, app: str) -> list[common_pb2.Instance]:
+    async def read() -> list[common_pb2.Instance]:
+        store = Store(redis_url)
+        try:
+            return [i for i in await store.list_instances() if i.app == app]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.e2e
 def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
     """An invocation that is cold (it waits seconds for a worker) still completes after
     the gateway gets SIGTERM, and health turns NOT_SERVING while it drains."""
@@ -114,7 +129,10 @@ def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
 
             t = threading.Thread(target=invoke)
             t.start()
-            time.sleep(1.0)  # the call is now in flight, waiting for cold workers
+            # The call is in flight once it asked the optimizer for the cold workers.
+            wait_until_sync(
+                lambda: _instances_of(str(stack.redis_url), spec.name), 30, "the cold call's worker starts"
+            )
             stack.procs["gateway"].send_signal(signal.SIGTERM)
             saw_draining = False
             with grpc.insecure_channel(addr) as probe:

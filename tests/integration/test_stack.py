@@ -29,6 +29,9 @@ from smiless.v1 import (
     profiler_pb2_grpc,
 )
 from tests.unit.test_appspec import MALFORMED
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.e2e  # every test here runs against the whole stack
 
 EXPECTED_SERVICE = {
     "gateway": "smiless.v1.Gateway",
@@ -244,7 +247,11 @@ async def _start_and_watch_lifetime(stack: LocalStack, app: str) -> list[common_
             await optimizer_pb2_grpc.OptimizerStub(ch).EnsureInstance(
                 optimizer_pb2.EnsureInstanceRequest(app=app, function="m"), timeout=120
             )
-            await asyncio.sleep(0.1)
+
+            async def saw_ready() -> bool:
+                return any(i.state == common_pb2.INSTANCE_STATE_READY for i in seen)
+
+            await wait_until(saw_ready, 10, "the lifetime record written once the instance is ready")
             done.set()
             await asyncio.wait_for(watcher, timeout=10)
     finally:

@@ -23,6 +23,7 @@ from smiless.backends.process import ProcessBackend, host_has_gpu
 from smiless.catalogue import load_catalogue
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from tests.torchscript_models import VEC, Affine, Busy, WrongShape, save
+from tests.waiting import until_in_flight
 
 
 @pytest.fixture
@@ -191,7 +192,7 @@ async def test_worker_dying_mid_request_fails_the_call_and_is_noticed(
         call = asyncio.ensure_future(
             worker_pb2_grpc.WorkerStub(ch).Infer(worker_pb2.InferRequest(inputs=[forever]))
         )
-        await asyncio.sleep(0.5)
+        await until_in_flight(ch, 1)
         assert not call.done(), "the request is in flight"
         killed = time.monotonic()
         os.kill(backend.procs[w.instance_id].pid, signal.SIGKILL)

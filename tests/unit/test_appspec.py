@@ -43,6 +43,7 @@ MALFORMED: list[tuple[str, AppSpec, str]] = [
     ("unreadable torchscript", spec([("a", "torchscript:/nonexistent/m.pt")], []), "functions[0].model"),
     ("relative torchscript", spec([("a", "torchscript:m.pt")], []), "functions[0].model"),
     ("self loop", spec([("a", "translation")], [("a", "a")]), "edges[0]"),
+    ("duplicate edge", spec(CHAIN, [("a", "b"), ("a", "b")]), "edges[1]"),
     ("bad app name", spec(CHAIN, [("a", "b")], name="Bad Name"), "name"),
     ("no functions", spec([], []), "functions"),
     (

@@ -29,16 +29,12 @@ log = logging.getLogger("smiless.gateway.apps")
 
 @dataclass
 class AppEntry:
-    """One app as the data path needs it: the DAG in execution order and the plan's numbers."""
+    """One app as the data path needs it: the spec (its DAG is `spec.dag`) and the plan's numbers."""
 
     spec: appspec.AppSpec
     version: int
-    order: list[str]
-    parents: dict[str, list[str]]
-    leaves: list[str]
     models: dict[str, str]
     entry_model: zoo.ModelSpec
-    chain: bool  # every function has at most one parent and one child: run stage after stage
     batch: dict[str, int] = field(default_factory=dict)  # planned batch size per function
     max_batch: dict[str, int] = field(default_factory=dict)  # the model's largest batch
     latency: dict[str, float] = field(default_factory=dict)  # planned stage latency (s)
@@ -59,19 +55,10 @@ class AppEntry:
 
 def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None, start_window: int = 2) -> AppEntry:
     spec = appspec.validate(appspec.from_proto(app.spec))
-    order = spec.topological_order()
-    parents = {f: spec.parents(f) for f in order}
-    children = {f: spec.children(f) for f in order}
+    order, children = spec.dag.functions, spec.dag.children
     models = {f.name: f.model for f in spec.functions}
     entry = AppEntry(
-        spec=spec,
-        version=app.version,
-        order=order,
-        parents=parents,
-        leaves=spec.leaves,
-        models=models,
-        entry_model=zoo.MODELS[models[spec.entry]],
-        chain=all(len(parents[f]) <= 1 and len(children[f]) <= 1 for f in order),
+        spec=spec, version=app.version, models=models, entry_model=zoo.MODELS[models[spec.entry]]
     )
     contract = entry.entry_model.input
     if not contract.variable:
@@ -86,7 +73,7 @@ def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None, start_
         entry.batch[f] = max(1, min(fp.batch_size, max_batch)) if fp is not None else 1
         entry.latency[f] = get_seconds(fp.latency) if fp is not None else 0.0
     for i, f in enumerate(order):
-        entry.ahead[f] = order[i : i + max(1, start_window)]
+        entry.ahead[f] = list(order[i : i + max(1, start_window)])
     # Longest planned path strictly after each function (reverse topological order).
     for f in reversed(order):
         entry.reserve[f] = max((entry.latency[c] + entry.reserve[c] for c in children[f]), default=0.0)

@@ -267,7 +267,7 @@ class DataPath:
         app = entry.name
         self.recorder.arrival(app, received_wall)
         ready = self.registry.ready
-        cold = any(not ready.get((app, f)) for f in entry.order)
+        cold = any(not ready.get((app, f)) for f in entry.spec.dag.functions)
         max_wait = self.settings.batch_max_wait_s
 
         async def stage(function: str, inp: common_pb2.Tensor) -> StageResult:
@@ -302,7 +302,7 @@ class DataPath:
             )
 
         try:
-            results = await execute(entry.order, entry.parents, entry.chain, request.input, stage)
+            results = await execute(entry.spec.dag, request.input, stage)
         except StageFailed as exc:
             self.recorder.invocation(
                 app,
@@ -324,10 +324,10 @@ class DataPath:
         resp.request_id, resp.sla_met, resp.cold = request_id, sla_met, cold
         set_seconds(resp.latency, latency)
         outputs = resp.outputs
-        for leaf in entry.leaves:
+        for leaf in entry.spec.dag.leaves:
             outputs[leaf].CopyFrom(results[leaf].output)
         stages = resp.stages
-        for function in entry.order:
+        for function in entry.spec.dag.functions:
             r = results[function]
             st = stages.add(
                 function=function,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from smiless import tensors
+from smiless.dag import Dag
 from smiless.v1 import common_pb2
 
 
@@ -51,16 +52,11 @@ def join_inputs(outputs: list[common_pb2.Tensor]) -> common_pb2.Tensor:
     return tensors.to_proto(np.concatenate([tensors.from_proto(t) for t in outputs], axis=0))
 
 
-async def execute(
-    order: list[str],
-    parents: dict[str, list[str]],
-    chain: bool,
-    entry_input: common_pb2.Tensor,
-    call: StageCall,
-) -> dict[str, StageResult]:
+async def execute(dag: Dag, entry_input: common_pb2.Tensor, call: StageCall) -> dict[str, StageResult]:
     """Run the DAG; return every stage's result. Raises StageFailed for the first failure
     (the other stages are cancelled)."""
-    if chain:
+    order, parents = dag.functions, dag.parents
+    if dag.is_chain:
         results: dict[str, StageResult] = {}
         x = entry_input
         for function in order:

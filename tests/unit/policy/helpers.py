@@ -9,10 +9,11 @@ import math
 from hypothesis import strategies as st
 
 from smiless.catalogue import HardwareConfig, Kind, load_catalogue
+from smiless.dag import Dag
 from smiless.policy.costmodel import Candidate, Forecast
 from smiless.policy.profile import FunctionProfile, InferenceModel, InitModel
 from smiless.policy.search import SLA_EPS, Problem
-from smiless.policy.workflow import Dag, timing
+from smiless.policy.workflow import timing
 
 CATALOGUE = load_catalogue()
 

@@ -37,8 +37,9 @@ def test_optimizer_rows_have_the_issue_fields() -> None:
         assert r["fast_feasible"] == r["exact_feasible"]
         if r["cost_gap"] is not None:
             assert r["cost_gap"] >= -1e-9  # the exact plan is never dearer
+        # the ratio of the printed times, itself printed to two decimals
         assert r["build_ms"] > 0 and r["speedup_ceiling"] == pytest.approx(
-            r["exact_ms"] / r["build_ms"], rel=0.02
+            r["exact_ms"] / r["build_ms"], rel=0.02, abs=0.005
         )
     assert summarize(rows)
 

@@ -71,7 +71,9 @@ def test_case_3_burst_uses_the_autoscaler_and_is_billed_per_invocation() -> None
     assert (scaled.instances, scaled.batch, scaled.instance_config) == (1, 4, "cpu-4")
     assert scaled.latency_s == pytest.approx(1.0) and scaled.busy_s <= 1.0 + 1e-12
     assert scaled.mode is Mode.SCALED and scaled.prewarm_window_s > 0
-    assert scaled.cost == pytest.approx(CATALOGUE["cpu-4"].price_per_second * scaled.exec_s / 4)
+    # one cpu-4 alive for its init (2 s) and the batch (1 s), billed a quarter per invocation
+    assert scaled.exec_s == pytest.approx(3.0)
+    assert scaled.cost == pytest.approx(CATALOGUE["cpu-4"].price_per_second * 3.0 / 4)
 
 
 def test_sla_slack_buys_batches_instead_of_instances() -> None:

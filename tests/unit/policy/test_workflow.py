@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smiless.policy.workflow import Dag, DagError, all_paths, decompose, path_latency, timing
+from smiless.dag import Dag
+from smiless.policy.workflow import all_paths, decompose, path_latency, timing
 
 from .helpers import dags, is_path
 
@@ -18,30 +19,6 @@ AMBER = (
     ["od", "hap", "fr", "ir", "tr"],
     [("od", "hap"), ("hap", "fr"), ("fr", "ir"), ("od", "ir"), ("ir", "tr")],
 )
-
-
-def test_topological_order_and_neighbours() -> None:
-    d = Dag.of(["tts", "tg", "sr", "ner", "tm"], VOICE[1])
-    assert d.functions[0] == "sr" and d.functions[-1] == "tts"
-    assert d.parents["tg"] == ("tm", "ner") and d.children["sr"] == ("tm", "ner")
-    assert d.roots == ("sr",) and d.leaves == ("tts",)
-
-
-@pytest.mark.parametrize(
-    ("functions", "edges", "match"),
-    [
-        ([], [], "at least one"),
-        (["a", "a"], [], "duplicate"),
-        (["a"], [("a", "b")], "unknown function 'b'"),
-        (["a"], [("a", "a")], "self-loop"),
-        (["a", "b", "c"], [("a", "b"), ("b", "c"), ("c", "a")], "cycle"),
-    ],
-)
-def test_invalid_dags_are_refused_naming_the_problem(
-    functions: list[str], edges: list[tuple[str, str]], match: str
-) -> None:
-    with pytest.raises(DagError, match=match):
-        Dag.of(functions, edges)
 
 
 def test_voice_assistant_decomposes_into_both_diamond_paths() -> None:
@@ -98,6 +75,5 @@ def test_timing_matches_every_path(
     for f in d.functions:
         through = [path_latency(p, lat) for p in paths if f in p]
         assert t.through(f, lat[f]) == pytest.approx(max(through))
-        assert t.ready_offset[f] == pytest.approx(
-            max((t.ready_offset[p] + lat[p] for p in d.parents[f]), default=0.0)
-        )
+        before = [path_latency(p[: p.index(f)], lat) for p in paths if f in p]
+        assert t.ready_offset[f] == pytest.approx(max(before)), "the longest way in from a root"

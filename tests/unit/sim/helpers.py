@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from smiless.catalogue import Kind
+from smiless.dag import Dag
 from smiless.policy.profile import FunctionProfile, InferenceModel, InitModel
-from smiless.policy.workflow import Dag
 from smiless.sim import SimApp, Workload
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smiless.catalogue import Kind, load_catalogue
-from smiless.policy.workflow import Dag
+from smiless.dag import Dag
 from smiless.sim import (
     POLICIES,
     Noise,
