@@ -440,7 +440,7 @@ def test_sla_aware_plan_is_the_fast_plan_or_a_median_plan_that_starts_cold_in_ti
     plan's latency target and costs less even if every pre-warm misses."""
     from hypothesis import event
 
-    from smiless.policy.search import _cost_at, _missed_cost
+    from smiless.policy.search.choice import _cost_at, _missed_cost
 
     fns, edges, sla, profs, cat, fc = case
     sla *= sla_factor
