@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import math
 
-from smiless.services.optimizer.planning import forecast_from_proto
+import pytest
+
+from smiless.catalogue import load_catalogue
+from smiless.policy.costmodel import Forecast
+from smiless.policy.profile import load_reference_profiles
+from smiless.policy.search import fast_plan
+from smiless.protoutil import get_seconds
+from smiless.services.optimizer.planning import forecast_from_proto, plan_to_proto
 from smiless.v1 import predictor_pb2
 
 
@@ -52,3 +59,15 @@ def test_a_new_median_or_burst_is_a_new_forecast_to_plan_for() -> None:
     assert forecast_key(_answer(burst=0.0, median=20.0)) != base
     assert forecast_key(_answer(burst=0.0)) != base
     assert forecast_key(_answer(burst=0.5, median=14.0)) != base
+
+
+def test_the_plan_carries_each_stages_downstream_latency_as_planned() -> None:
+    """The gateway reads it rather than timing the DAG again."""
+    ref = load_reference_profiles()
+    models = {"a": "speechrecognition", "b": "topicmodeling", "c": "texttospeech"}
+    profiles = {f: ref[m] for f, m in models.items()}
+    plan = fast_plan(list(models), [("a", "b"), ("a", "c")], 10.0, profiles, load_catalogue(), Forecast(30.0))
+    got = {fp.function: get_seconds(fp.downstream) for fp in plan_to_proto("app", plan, 0.0).functions}
+    assert got == pytest.approx({f: fp.downstream_s for f, fp in plan.functions.items()}, abs=1e-9)
+    lat = {f: fp.latency_s for f, fp in plan.functions.items()}
+    assert got["a"] == pytest.approx(max(lat["b"], lat["c"])) and got["b"] == got["c"] == 0.0

@@ -46,6 +46,7 @@ def finish_plan(
             c.latency_s,
             c.cost,
             offset,
+            t.tail[f],
             c.init_s,
             c.exec_s,
             c.prewarm_window_s,

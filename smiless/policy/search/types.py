@@ -40,6 +40,9 @@ class FunctionPlan:
     """Per app invocation."""
     ready_offset_s: float
     """Its inputs arrive this long after the request (the longest upstream latency)."""
+    downstream_s: float
+    """The longest planned latency after it finishes, to any leaf: what the gateway holds back
+    of the SLA for the stages after it."""
     init_s: float
     exec_s: float
     prewarm_window_s: float

@@ -62,6 +62,7 @@ def plan_to_proto(app: str, plan: Plan, planned_at: float) -> optimizer_pb2.AppP
         set_seconds(out.keep_alive, fp.keep_alive_s)
         set_seconds(out.latency, fp.latency_s)
         set_seconds(out.ready_offset, fp.ready_offset_s)
+        set_seconds(out.downstream, fp.downstream_s)
         set_seconds(out.init, fp.init_s)
         if fp.prewarm_at_s is not None and math.isfinite(fp.prewarm_at_s):
             out.prewarm_at.FromNanoseconds(round(fp.prewarm_at_s * 1e9))
