@@ -126,7 +126,7 @@ def fast_plan(
     k_sigma: float = DEFAULT_K_SIGMA,
     headroom: float = 0.0,
 ) -> Plan:
-    """Plan an app with the fast path search (see the module docstring).
+    """Plan an app with the fast path search (`smiless.policy.search.fast`).
 
     `functions`/`edges`: the DAG; `sla_s`: end-to-end SLA in seconds; `profiles`: function ->
     its profiles by config name or kind; `catalogue`: configs to choose from; `forecast`: IT
