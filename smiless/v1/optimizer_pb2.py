@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from smiless.v1 import common_pb2 as smiless_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asmiless/v1/optimizer.proto\x12\nsmiless.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17smiless/v1/common.proto\"\xf0\x03\n\x0c\x46unctionPlan\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x02 \x01(\t\x12\'\n\x04mode\x18\x03 \x01(\x0e\x32\x19.smiless.v1.ColdStartMode\x12\x31\n\x0eprewarm_window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nkeep_alive\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nbatch_size\x18\x06 \x01(\x05\x12\x11\n\tinstances\x18\x07 \x01(\x05\x12\x0c\n\x04\x63ost\x18\x08 \x01(\x01\x12*\n\x07latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cready_offset\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nprewarm_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12stop_after_serving\x18\x0c \x01(\x08\x12\x17\n\x0finstance_config\x18\r \x01(\t\x12\x13\n\x0binit_hidden\x18\x0e \x01(\x08\x12\'\n\x04init\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\"\xd2\x02\n\x07\x41ppPlan\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12+\n\tfunctions\x18\x02 \x03(\x0b\x32\x18.smiless.v1.FunctionPlan\x12\x34\n\x11predicted_latency\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0epredicted_cost\x18\x04 \x01(\x01\x12\x10\n\x08\x66\x65\x61sible\x18\x05 \x01(\x08\x12.\n\nplanned_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\x0b\x66orecast_it\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x66orecast_count\x18\t \x01(\x03\x12\x0e\n\x06method\x18\n \x01(\t\x12\x15\n\rcritical_path\x18\x0b \x03(\t\"\x1a\n\x0bPlanRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"1\n\x0cPlanResponse\x12!\n\x04plan\x18\x01 \x01(\x0b\x32\x13.smiless.v1.AppPlan\"\x1d\n\x0eGetPlanRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"4\n\x0fGetPlanResponse\x12!\n\x04plan\x18\x01 \x01(\x0b\x32\x13.smiless.v1.AppPlan\"!\n\x12\x45xplainPlanRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"\x93\x01\n\x0eRejectedOption\x12\x0e\n\x06\x63onfig\x18\x01 \x01(\t\x12\'\n\x04mode\x18\x02 \x01(\x0e\x32\x19.smiless.v1.ColdStartMode\x12\x0c\n\x04\x63ost\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12*\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"m\n\x13\x46unctionExplanation\x12(\n\x06\x63hosen\x18\x01 \x01(\x0b\x32\x18.smiless.v1.FunctionPlan\x12,\n\x08rejected\x18\x02 \x03(\x0b\x32\x1a.smiless.v1.RejectedOption\"l\n\x13\x45xplainPlanResponse\x12!\n\x04plan\x18\x01 \x01(\x0b\x32\x13.smiless.v1.AppPlan\x12\x32\n\tfunctions\x18\x02 \x03(\x0b\x32\x1f.smiless.v1.FunctionExplanation\"c\n\x15\x45nsureInstanceRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12+\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x16\x45nsureInstanceResponse\x12&\n\x08instance\x18\x01 \x01(\x0b\x32\x14.smiless.v1.Instance\x12\x0f\n\x07started\x18\x02 \x01(\x08\"5\n\x14ListInstancesRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\"@\n\x15ListInstancesResponse\x12\'\n\tinstances\x18\x01 \x03(\x0b\x32\x14.smiless.v1.Instance2\x89\x03\n\tOptimizer\x12\x39\n\x04Plan\x12\x17.smiless.v1.PlanRequest\x1a\x18.smiless.v1.PlanResponse\x12\x42\n\x07GetPlan\x12\x1a.smiless.v1.GetPlanRequest\x1a\x1b.smiless.v1.GetPlanResponse\x12N\n\x0b\x45xplainPlan\x12\x1e.smiless.v1.ExplainPlanRequest\x1a\x1f.smiless.v1.ExplainPlanResponse\x12W\n\x0e\x45nsureInstance\x12!.smiless.v1.EnsureInstanceRequest\x1a\".smiless.v1.EnsureInstanceResponse\x12T\n\rListInstances\x12 .smiless.v1.ListInstancesRequest\x1a!.smiless.v1.ListInstancesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asmiless/v1/optimizer.proto\x12\nsmiless.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17smiless/v1/common.proto\"\x9f\x04\n\x0c\x46unctionPlan\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x0e\n\x06\x63onfig\x18\x02 \x01(\t\x12\'\n\x04mode\x18\x03 \x01(\x0e\x32\x19.smiless.v1.ColdStartMode\x12\x31\n\x0eprewarm_window\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nkeep_alive\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nbatch_size\x18\x06 \x01(\x05\x12\x11\n\tinstances\x18\x07 \x01(\x05\x12\x0c\n\x04\x63ost\x18\x08 \x01(\x01\x12*\n\x07latency\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cready_offset\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nprewarm_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12stop_after_serving\x18\x0c \x01(\x08\x12\x17\n\x0finstance_config\x18\r \x01(\t\x12\x13\n\x0binit_hidden\x18\x0e \x01(\x08\x12\'\n\x04init\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\ndownstream\x18\x10 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xd2\x02\n\x07\x41ppPlan\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12+\n\tfunctions\x18\x02 \x03(\x0b\x32\x18.smiless.v1.FunctionPlan\x12\x34\n\x11predicted_latency\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0epredicted_cost\x18\x04 \x01(\x01\x12\x10\n\x08\x66\x65\x61sible\x18\x05 \x01(\x08\x12.\n\nplanned_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\x0b\x66orecast_it\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x66orecast_count\x18\t \x01(\x03\x12\x0e\n\x06method\x18\n \x01(\t\x12\x15\n\rcritical_path\x18\x0b \x03(\t\"\x1a\n\x0bPlanRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"1\n\x0cPlanResponse\x12!\n\x04plan\x18\x01 \x01(\x0b\x32\x13.smiless.v1.AppPlan\"\x1d\n\x0eGetPlanRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"4\n\x0fGetPlanResponse\x12!\n\x04plan\x18\x01 \x01(\x0b\x32\x13.smiless.v1.AppPlan\"!\n\x12\x45xplainPlanRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\"\x93\x01\n\x0eRejectedOption\x12\x0e\n\x06\x63onfig\x18\x01 \x01(\t\x12\'\n\x04mode\x18\x02 \x01(\x0e\x32\x19.smiless.v1.ColdStartMode\x12\x0c\n\x04\x63ost\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12*\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"m\n\x13\x46unctionExplanation\x12(\n\x06\x63hosen\x18\x01 \x01(\x0b\x32\x18.smiless.v1.FunctionPlan\x12,\n\x08rejected\x18\x02 \x03(\x0b\x32\x1a.smiless.v1.RejectedOption\"l\n\x13\x45xplainPlanResponse\x12!\n\x04plan\x18\x01 \x01(\x0b\x32\x13.smiless.v1.AppPlan\x12\x32\n\tfunctions\x18\x02 \x03(\x0b\x32\x1f.smiless.v1.FunctionExplanation\"c\n\x15\x45nsureInstanceRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12+\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x16\x45nsureInstanceResponse\x12&\n\x08instance\x18\x01 \x01(\x0b\x32\x14.smiless.v1.Instance\x12\x0f\n\x07started\x18\x02 \x01(\x08\"5\n\x14ListInstancesRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\"@\n\x15ListInstancesResponse\x12\'\n\tinstances\x18\x01 \x03(\x0b\x32\x14.smiless.v1.Instance2\x89\x03\n\tOptimizer\x12\x39\n\x04Plan\x12\x17.smiless.v1.PlanRequest\x1a\x18.smiless.v1.PlanResponse\x12\x42\n\x07GetPlan\x12\x1a.smiless.v1.GetPlanRequest\x1a\x1b.smiless.v1.GetPlanResponse\x12N\n\x0b\x45xplainPlan\x12\x1e.smiless.v1.ExplainPlanRequest\x1a\x1f.smiless.v1.ExplainPlanResponse\x12W\n\x0e\x45nsureInstance\x12!.smiless.v1.EnsureInstanceRequest\x1a\".smiless.v1.EnsureInstanceResponse\x12T\n\rListInstances\x12 .smiless.v1.ListInstancesRequest\x1a!.smiless.v1.ListInstancesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,33 +35,33 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'smiless.v1.optimizer_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FUNCTIONPLAN']._serialized_start=133
-  _globals['_FUNCTIONPLAN']._serialized_end=629
-  _globals['_APPPLAN']._serialized_start=632
-  _globals['_APPPLAN']._serialized_end=970
-  _globals['_PLANREQUEST']._serialized_start=972
-  _globals['_PLANREQUEST']._serialized_end=998
-  _globals['_PLANRESPONSE']._serialized_start=1000
-  _globals['_PLANRESPONSE']._serialized_end=1049
-  _globals['_GETPLANREQUEST']._serialized_start=1051
-  _globals['_GETPLANREQUEST']._serialized_end=1080
-  _globals['_GETPLANRESPONSE']._serialized_start=1082
-  _globals['_GETPLANRESPONSE']._serialized_end=1134
-  _globals['_EXPLAINPLANREQUEST']._serialized_start=1136
-  _globals['_EXPLAINPLANREQUEST']._serialized_end=1169
-  _globals['_REJECTEDOPTION']._serialized_start=1172
-  _globals['_REJECTEDOPTION']._serialized_end=1319
-  _globals['_FUNCTIONEXPLANATION']._serialized_start=1321
-  _globals['_FUNCTIONEXPLANATION']._serialized_end=1430
-  _globals['_EXPLAINPLANRESPONSE']._serialized_start=1432
-  _globals['_EXPLAINPLANRESPONSE']._serialized_end=1540
-  _globals['_ENSUREINSTANCEREQUEST']._serialized_start=1542
-  _globals['_ENSUREINSTANCEREQUEST']._serialized_end=1641
-  _globals['_ENSUREINSTANCERESPONSE']._serialized_start=1643
-  _globals['_ENSUREINSTANCERESPONSE']._serialized_end=1724
-  _globals['_LISTINSTANCESREQUEST']._serialized_start=1726
-  _globals['_LISTINSTANCESREQUEST']._serialized_end=1779
-  _globals['_LISTINSTANCESRESPONSE']._serialized_start=1781
-  _globals['_LISTINSTANCESRESPONSE']._serialized_end=1845
-  _globals['_OPTIMIZER']._serialized_start=1848
-  _globals['_OPTIMIZER']._serialized_end=2241
+  _globals['_FUNCTIONPLAN']._serialized_end=676
+  _globals['_APPPLAN']._serialized_start=679
+  _globals['_APPPLAN']._serialized_end=1017
+  _globals['_PLANREQUEST']._serialized_start=1019
+  _globals['_PLANREQUEST']._serialized_end=1045
+  _globals['_PLANRESPONSE']._serialized_start=1047
+  _globals['_PLANRESPONSE']._serialized_end=1096
+  _globals['_GETPLANREQUEST']._serialized_start=1098
+  _globals['_GETPLANREQUEST']._serialized_end=1127
+  _globals['_GETPLANRESPONSE']._serialized_start=1129
+  _globals['_GETPLANRESPONSE']._serialized_end=1181
+  _globals['_EXPLAINPLANREQUEST']._serialized_start=1183
+  _globals['_EXPLAINPLANREQUEST']._serialized_end=1216
+  _globals['_REJECTEDOPTION']._serialized_start=1219
+  _globals['_REJECTEDOPTION']._serialized_end=1366
+  _globals['_FUNCTIONEXPLANATION']._serialized_start=1368
+  _globals['_FUNCTIONEXPLANATION']._serialized_end=1477
+  _globals['_EXPLAINPLANRESPONSE']._serialized_start=1479
+  _globals['_EXPLAINPLANRESPONSE']._serialized_end=1587
+  _globals['_ENSUREINSTANCEREQUEST']._serialized_start=1589
+  _globals['_ENSUREINSTANCEREQUEST']._serialized_end=1688
+  _globals['_ENSUREINSTANCERESPONSE']._serialized_start=1690
+  _globals['_ENSUREINSTANCERESPONSE']._serialized_end=1771
+  _globals['_LISTINSTANCESREQUEST']._serialized_start=1773
+  _globals['_LISTINSTANCESREQUEST']._serialized_end=1826
+  _globals['_LISTINSTANCESRESPONSE']._serialized_start=1828
+  _globals['_LISTINSTANCESRESPONSE']._serialized_end=1892
+  _globals['_OPTIMIZER']._serialized_start=1895
+  _globals['_OPTIMIZER']._serialized_end=2288
 # @@protoc_insertion_point(module_scope)

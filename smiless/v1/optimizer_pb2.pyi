@@ -42,6 +42,7 @@ class FunctionPlan(_message.Message):
     INSTANCE_CONFIG_FIELD_NUMBER: _builtins.int
     INIT_HIDDEN_FIELD_NUMBER: _builtins.int
     INIT_FIELD_NUMBER: _builtins.int
+    DOWNSTREAM_FIELD_NUMBER: _builtins.int
     function: _builtins.str
     config: _builtins.str
     mode: _common_pb2.ColdStartMode.ValueType
@@ -80,6 +81,12 @@ class FunctionPlan(_message.Message):
         model took longer.
         """
 
+    @_builtins.property
+    def downstream(self) -> _duration_pb2.Duration:
+        """Longest planned latency after this stage, to any leaf: the share of the SLA the gateway
+        holds back for the stages after it. Unset in plans stored before it was added.
+        """
+
     def __init__(
         self,
         *,
@@ -98,10 +105,11 @@ class FunctionPlan(_message.Message):
         instance_config: _builtins.str = ...,
         init_hidden: _builtins.bool = ...,
         init: _duration_pb2.Duration | None = ...,
+        downstream: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["init", b"init", "keep_alive", b"keep_alive", "latency", b"latency", "prewarm_at", b"prewarm_at", "prewarm_window", b"prewarm_window", "ready_offset", b"ready_offset"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["downstream", b"downstream", "init", b"init", "keep_alive", b"keep_alive", "latency", b"latency", "prewarm_at", b"prewarm_at", "prewarm_window", b"prewarm_window", "ready_offset", b"ready_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "config", b"config", "cost", b"cost", "function", b"function", "init", b"init", "init_hidden", b"init_hidden", "instance_config", b"instance_config", "instances", b"instances", "keep_alive", b"keep_alive", "latency", b"latency", "mode", b"mode", "prewarm_at", b"prewarm_at", "prewarm_window", b"prewarm_window", "ready_offset", b"ready_offset", "stop_after_serving", b"stop_after_serving"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "config", b"config", "cost", b"cost", "downstream", b"downstream", "function", b"function", "init", b"init", "init_hidden", b"init_hidden", "instance_config", b"instance_config", "instances", b"instances", "keep_alive", b"keep_alive", "latency", b"latency", "mode", b"mode", "prewarm_at", b"prewarm_at", "prewarm_window", b"prewarm_window", "ready_offset", b"ready_offset", "stop_after_serving", b"stop_after_serving"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -54,6 +54,14 @@ def test_compiled_app_reserves_downstream_time_and_caps_batches() -> None:
     assert entry.reserve["b"] == pytest.approx(0.3) and entry.reserve["c"] == pytest.approx(0.3)
     assert entry.reserve["a"] == pytest.approx(0.5), "the longest path after a: b then d"
     assert entry.ahead["a"] == list(order[:2]) and entry.ahead["d"] == ["d"], "start window 2"
+    # a plan that carries each stage's downstream latency is read, not re-timed (this one
+    # disagrees with its latencies on purpose); one missing it anywhere is re-timed
+    for fp, downstream in zip(plan.functions, (0.7, 0.4, 0.2, 0.0), strict=True):
+        set_seconds(fp.downstream, downstream)
+    carried = compile_app(app, plan)
+    assert carried.reserve == pytest.approx({"a": 0.7, "b": 0.4, "c": 0.2, "d": 0.0})
+    plan.functions[1].ClearField("downstream")
+    assert compile_app(app, plan).reserve == pytest.approx(entry.reserve)
     assert compile_app(gateway_pb2.App(spec=appspec.to_proto(chain("gw-c"))), None).spec.dag.is_chain
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from smiless import appspec, logs, tensors, zoo
 from smiless.aio import stop_task
+from smiless.policy.workflow import timing
 from smiless.protoutil import get_seconds
 from smiless.server import RpcError
 from smiless.store import Store, StoreError
@@ -55,7 +56,7 @@ class AppEntry:
 
 def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None, start_window: int = 2) -> AppEntry:
     spec = appspec.validate(appspec.from_proto(app.spec))
-    order, children = spec.dag.functions, spec.dag.children
+    order = spec.dag.functions
     models = {f.name: f.model for f in spec.functions}
     entry = AppEntry(
         spec=spec, version=app.version, models=models, entry_model=zoo.MODELS[models[spec.entry]]
@@ -74,9 +75,10 @@ def compile_app(app: gateway_pb2.App, plan: optimizer_pb2.AppPlan | None, start_
         entry.latency[f] = get_seconds(fp.latency) if fp is not None else 0.0
     for i, f in enumerate(order):
         entry.ahead[f] = list(order[i : i + max(1, start_window)])
-    # Longest planned path strictly after each function (reverse topological order).
-    for f in reversed(order):
-        entry.reserve[f] = max((entry.latency[c] + entry.reserve[c] for c in children[f]), default=0.0)
+    if planned.keys() >= set(order) and all(fp.HasField("downstream") for fp in planned.values()):
+        entry.reserve = {f: get_seconds(planned[f].downstream) for f in order}
+    else:  # no plan, or one stored before plans carried it: timed once here by the policy's rule
+        entry.reserve = dict(timing(spec.dag, entry.latency).tail)
     return entry
 
 

@@ -35,7 +35,7 @@ from smiless.protoutil import set_seconds
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app, seconds
 from smiless.services.optimizer.controller import Controller
-from smiless.services.optimizer.planning import explanation_to_proto, plan_to_proto
+from smiless.services.optimizer.planning import explanation_to_proto, forecast_from_proto, plan_to_proto
 from smiless.store import Store
 from smiless.v1 import common_pb2, optimizer_pb2, optimizer_pb2_grpc, predictor_pb2, predictor_pb2_grpc
 
@@ -370,7 +370,7 @@ class OptimizerService(optimizer_pb2_grpc.OptimizerServicer):
         stored = await require_app(self.store, app)
         spec = appspec.validate(appspec.from_proto(stored.spec))
         found = await self._profiles(spec)
-        forecast, since = self._forecast(pred if pred is not None else await self.predict(app))
+        forecast, since = forecast_from_proto(pred if pred is not None else await self.predict(app))
         runnable = {n: c for n, c in self.catalogue.items() if c.runnable}
         plan = sla_aware_plan(
             spec.function_names,

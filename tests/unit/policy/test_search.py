@@ -133,6 +133,12 @@ def test_dag_aware_readiness_and_prewarm_times() -> None:
         assert p.prewarm_window_s == pytest.approx(60.0 - p.exec_s)
     # warming every stage for the request's arrival would idle the last stage this long
     assert fp["tts"].ready_offset_s > 1.0
+    # what the gateway holds back after each stage: the longest planned path after it
+    assert fp["tts"].downstream_s == 0.0
+    assert fp["tg"].downstream_s == pytest.approx(fp["tts"].latency_s)
+    assert fp["sr"].downstream_s == pytest.approx(plan.latency_s - fp["sr"].latency_s)
+    for p in fp.values():
+        assert p.ready_offset_s + p.latency_s + p.downstream_s <= plan.latency_s + SLA_EPS
 
 
 def test_kept_alive_functions_have_no_prewarm_time() -> None:
@@ -440,7 +446,7 @@ def test_sla_aware_plan_is_the_fast_plan_or_a_median_plan_that_starts_cold_in_ti
     plan's latency target and costs less even if every pre-warm misses."""
     from hypothesis import event
 
-    from smiless.policy.search import _cost_at, _missed_cost
+    from smiless.policy.search.choice import _cost_at, _missed_cost
 
     fns, edges, sla, profs, cat, fc = case
     sla *= sla_factor
