@@ -38,8 +38,16 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", description="Structured JSON lines or text.")
     catalogue: Path | None = Field(None, description="Hardware catalogue YAML; the packaged one if unset.")
     default_config: str = Field("cpu-1", description="Hardware config for instances without a plan.")
-    worker_backend: Literal["process", "docker"] = Field(
-        "process", description="How instances run: local child processes or Docker containers."
+    worker_backend: Literal["process", "docker", "ray"] = Field(
+        "process",
+        description="How instances run: local child processes, Docker containers or Ray actors.",
+    )
+    ray_address: str = Field(
+        "auto", description="GCS address (host:port) of the Ray cluster of the ray backend; auto: Ray's own."
+    )
+    ray_namespace: str = Field("smiless", description="Ray namespace of the ray backend's actors.")
+    ray_connect_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait to connect to the Ray cluster before giving up."
     )
     worker_network: str = Field(
         "", description="Docker network workers join (compose); empty: publish on 127.0.0.1."

@@ -1,4 +1,5 @@
-"""Worker backends: how instances run (local child processes, or Docker containers).
+"""Worker backends: how instances run (local child processes, Docker containers, or Ray
+actors on a cluster).
 
 The optimizer's controller and the profiler are the only callers; nothing else starts
 workers.
@@ -23,6 +24,16 @@ def make_backend(settings: Settings) -> WorkerBackend:
             settings.worker_start_timeout_s,
             settings.worker_stop_timeout_s,
             network=settings.worker_network,
+        )
+    if settings.worker_backend == "ray":
+        from smiless.backends.ray import RayBackend
+
+        return RayBackend(
+            settings.ray_address,
+            settings.worker_start_timeout_s,
+            settings.worker_stop_timeout_s,
+            namespace=settings.ray_namespace,
+            connect_timeout_s=settings.ray_connect_timeout_s,
         )
     from smiless.backends.process import ProcessBackend
 

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from smiless import zoo
 from smiless.catalogue import HardwareConfig
+
+if TYPE_CHECKING:  # the worker imports this module first thing: no policy package at its start
+    from smiless.policy.capacity import Capacity, Demand
 
 
 class BackendError(RuntimeError):
@@ -66,7 +73,7 @@ class StartedWorker:
 
 
 class ExitWatch:
-    """The exit watch both backends keep: one task per instance that ends with its exit code."""
+    """The exit watch every backend keeps: one task per instance that ends with its exit code."""
 
     def __init__(self) -> None:
         self.exits: dict[str, asyncio.Task[int]] = {}
@@ -77,12 +84,38 @@ class ExitWatch:
             raise BackendError(f"unknown instance {instance_id}")
         return await asyncio.shield(task)
 
+    def exit_code(self, instance_id: str) -> int | None:
+        """The worker's exit code if its watch has seen it exit, else None."""
+        watch = self.exits.get(instance_id)
+        if watch is None or not watch.done() or watch.cancelled() or watch.exception() is not None:
+            return None
+        return watch.result()
+
+
+def host_gpus() -> int:
+    """The NVIDIA devices of this machine, counted by their device nodes (no torch import)."""
+    return sum(1 for p in Path("/dev").glob("nvidia*") if re.fullmatch(r"nvidia\d+", p.name))
+
+
+def host_capacity(held: Iterable[Demand], gpus: int) -> Capacity:
+    """This machine as one node: its cores and memory, with what `held` (the instances a
+    backend runs here) takes off what is free."""
+    from smiless.policy.capacity import Capacity, Node, reserve
+
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    cpus = float(os.cpu_count() or 1)
+    whole = Node("host", "127.0.0.1", cpus, float(gpus), memory_mb, cpus, float(gpus), memory_mb)
+    return reserve(Capacity((whole,)), {"host": list(held)})
+
 
 class WorkerBackend(Protocol):
     name: str
 
-    async def start(self, instance_id: str, model: str, config: HardwareConfig) -> StartedWorker:
-        """Start a worker and return once its health check says SERVING."""
+    async def start(
+        self, instance_id: str, model: str, config: HardwareConfig, *, app: str = "", function: str = ""
+    ) -> StartedWorker:
+        """Start a worker and return once its health check says SERVING. `app` and `function`
+        label it (the Ray backend spreads a function's instances across nodes)."""
 
     async def stop(self, instance_id: str) -> None:
         """Stop gracefully within the backend's deadline, then force."""
@@ -95,3 +128,6 @@ class WorkerBackend(Protocol):
 
     async def adopt(self) -> list[AdoptedWorker]:
         """Take back control of the workers an earlier run left; remove the dead ones."""
+
+    async def capacity(self) -> Capacity:
+        """The nodes this backend runs instances on, with what is free on each now."""

@@ -36,10 +36,13 @@ from smiless.backends.base import (
     ExitWatch,
     StartedWorker,
     check_model,
+    host_capacity,
+    host_gpus,
     start_error,
 )
 from smiless.backends.process import init_phases, wait_serving
 from smiless.catalogue import HardwareConfig, Kind
+from smiless.policy.capacity import Capacity, Demand
 
 LABEL = "io.smiless.instance"
 OWNER_LABEL = "io.smiless.owner"  # which controller's containers (adopt() takes back only its own)
@@ -71,6 +74,7 @@ class DockerBackend(ExitWatch):
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.containers: dict[str, Any] = {}
+        self.held: dict[str, Demand] = {}
         # Each live container has a thread blocked in `wait` (it returns the moment the
         # container exits). They get their own pool: in the default one they would starve
         # every other engine call once a handful of containers run.
@@ -80,9 +84,10 @@ class DockerBackend(ExitWatch):
         return "nvidia" in (self.client.info().get("Runtimes") or {})
 
     def _run_args(
-        self, instance_id: str, model: str, config: HardwareConfig, created: float
+        self, instance_id: str, model: str, config: HardwareConfig, created: float, app: str, function: str
     ) -> dict[str, Any]:
         threads = max(1, math.floor(config.cores))
+        demand = Demand.of(config)
         args: dict[str, Any] = {
             "image": self.image,
             "command": [
@@ -103,6 +108,12 @@ class DockerBackend(ExitWatch):
                 OWNER_LABEL: self.owner,
                 "io.smiless.model": model,
                 "io.smiless.config": config.name,
+                "io.smiless.app": app,
+                "io.smiless.function": function,
+                # what it holds, for capacity() after a restart
+                "io.smiless.cpus": f"{demand.cpus:g}",
+                "io.smiless.gpus": f"{demand.gpus:g}",
+                "io.smiless.memory_mb": str(demand.memory_mb),
             },
             # Beside the services on a user network (compose), or published on loopback.
             **(
@@ -136,14 +147,18 @@ class DockerBackend(ExitWatch):
             raise BackendError(f"{container.name}: the worker port is not published")
         return f"127.0.0.1:{bindings[0]['HostPort']}"
 
-    async def start(self, instance_id: str, model: str, config: HardwareConfig) -> StartedWorker:
+    async def start(
+        self, instance_id: str, model: str, config: HardwareConfig, *, app: str = "", function: str = ""
+    ) -> StartedWorker:
         check_model(model)
         if config.kind is Kind.GPU and not await asyncio.to_thread(self.gpu_runtime):
             raise BackendError(f"{config.name} needs a GPU, but this docker engine has no GPU runtime")
         spawned = time.time()
         try:
             container = await asyncio.to_thread(
-                lambda: self.client.containers.create(**self._run_args(instance_id, model, config, spawned))
+                lambda: self.client.containers.create(
+                    **self._run_args(instance_id, model, config, spawned, app, function)
+                )
             )
         except ImageNotFound as exc:
             raise BackendError(f"image {self.image} not found: build it (scripts/build-images.sh)") from exc
@@ -151,6 +166,7 @@ class DockerBackend(ExitWatch):
             raise BackendError(f"cannot create the container of {instance_id}: {exc.explanation}") from exc
         created = time.time()
         self.containers[instance_id] = container
+        self.held[instance_id] = Demand.of(config)
         try:
             await asyncio.to_thread(container.start)
             started = time.time()
@@ -160,9 +176,7 @@ class DockerBackend(ExitWatch):
             phases = await init_phases(address)
         except (BackendError, APIError, Exception) as exc:
             logs = await asyncio.to_thread(self._logs, container)
-            watch = self.exits.get(instance_id)
-            exited = watch is not None and watch.done() and not watch.cancelled() and not watch.exception()
-            exit_code = watch.result() if watch is not None and exited else None
+            exit_code = self.exit_code(instance_id)
             await self.stop(instance_id)
             raise start_error(
                 f"{model} on {config.name}: {exc}" + (f" (log: {logs})" if logs else ""), exit_code
@@ -193,6 +207,7 @@ class DockerBackend(ExitWatch):
     async def stop(self, instance_id: str) -> None:
         container = self.containers.pop(instance_id, None)
         task = self.exits.pop(instance_id, None)
+        self.held.pop(instance_id, None)
         if container is None:
             return
         with contextlib.suppress(NotFound):
@@ -204,6 +219,11 @@ class DockerBackend(ExitWatch):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def capacity(self) -> Capacity:
+        """The engine's host (this machine), less the limits of the containers it runs."""
+        gpus = host_gpus() if await asyncio.to_thread(self.gpu_runtime) else 0
+        return host_capacity(self.held.values(), gpus)
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(i) for i in list(self.containers)), return_exceptions=True)
@@ -228,6 +248,7 @@ class DockerBackend(ExitWatch):
                 except BackendError:
                     address = ""
                 self.containers[iid] = c
+                self.held[iid] = _demand(labels)
                 self.exits[iid] = asyncio.create_task(self._wait(c))
                 out.append(
                     AdoptedWorker(
@@ -251,3 +272,15 @@ class DockerBackend(ExitWatch):
                     )
                 )
         return out
+
+
+def _demand(labels: dict[str, str]) -> Demand:
+    """What an adopted container holds, from its labels (none on an older run's containers)."""
+    try:
+        return Demand(
+            float(labels["io.smiless.cpus"]),
+            float(labels["io.smiless.gpus"]),
+            int(labels["io.smiless.memory_mb"]),
+        )
+    except (KeyError, ValueError):
+        return Demand(0.0, 0.0, 0)

@@ -28,9 +28,12 @@ from smiless.backends.base import (
     ExitWatch,
     StartedWorker,
     check_model,
+    host_capacity,
+    host_gpus,
     start_error,
 )
 from smiless.catalogue import HardwareConfig, Kind
+from smiless.policy.capacity import Capacity, Demand
 from smiless.v1 import worker_pb2, worker_pb2_grpc
 
 
@@ -94,6 +97,7 @@ class ProcessBackend(ExitWatch):
         self.stop_timeout_s = stop_timeout_s
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="smiless-workers-"))
         self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.held: dict[str, Demand] = {}
 
     def _log_tail(self, instance_id: str, lines: int = 5) -> str:
         try:
@@ -102,7 +106,9 @@ class ProcessBackend(ExitWatch):
             return ""
         return " | ".join(text[-lines:])
 
-    async def start(self, instance_id: str, model: str, config: HardwareConfig) -> StartedWorker:
+    async def start(
+        self, instance_id: str, model: str, config: HardwareConfig, *, app: str = "", function: str = ""
+    ) -> StartedWorker:
         check_model(model)  # a TorchScript model's path travels in the name: --model torchscript:/p
         if config.kind is Kind.GPU and not host_has_gpu():
             raise BackendError(f"{config.name} needs a GPU, but this machine has none (no /dev/nvidiactl)")
@@ -144,6 +150,7 @@ class ProcessBackend(ExitWatch):
         finally:
             log.close()
         self.procs[instance_id] = proc
+        self.held[instance_id] = Demand.of(config)
         self.exits[instance_id] = asyncio.create_task(proc.wait())
         try:
             await wait_serving(address, spawned + self.start_timeout_s, self.exits[instance_id])
@@ -161,6 +168,7 @@ class ProcessBackend(ExitWatch):
     async def stop(self, instance_id: str) -> None:
         proc = self.procs.pop(instance_id, None)
         task = self.exits.pop(instance_id, None)
+        self.held.pop(instance_id, None)
         if proc is None or task is None:
             return
         if proc.returncode is None:
@@ -176,6 +184,10 @@ class ProcessBackend(ExitWatch):
     async def adopt(self) -> list[AdoptedWorker]:
         """Child processes of an earlier run cannot be controlled again: none to adopt."""
         return []
+
+    async def capacity(self) -> Capacity:
+        """This host, less the configs of the workers it runs (threads, not hard limits)."""
+        return host_capacity(self.held.values(), host_gpus())
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(i) for i in list(self.procs)), return_exceptions=True)
