@@ -40,6 +40,7 @@ from typing import Any
 from smiless.accounting import Lifetime, percentile, total_cost
 from smiless.catalogue import HardwareConfig
 from smiless.policy.controller import InstanceView
+from smiless.policy.ondemand import on_demand_count
 from smiless.policy.profile import FunctionProfile
 from smiless.sim.model import Noise, SimApp, profile_on
 from smiless.sim.policy import Policy
@@ -403,12 +404,9 @@ class _Sim:
         q = st.queues[f]
         # busy and starting instances each take a batch in their next round
         coming = sum(i.batch for i in st.insts[f] if not i.stop_pending and i.idle_since is None)
-        need = len(q) - coming
-        name = st.names[f]
-        while need > 0:
-            config, batch = st.policy.shape(name)
+        config, batch = st.policy.shape(st.names[f])
+        for _ in range(on_demand_count(len(q), coming, batch)):
             self.start(st, f, config, batch, now, "on demand")
-            need -= max(1, batch)
 
     def serve(self, st: _App, inst: _Instance, now: float) -> None:
         q = st.queues[inst.fidx]
