@@ -12,7 +12,7 @@ Semantics (the gateway's and the optimizer's, docs/design.md §3-§5):
   serves first (so the others can expire).
 - When more requests are queued than the busy and starting instances take in their next
   round (one batch each), the gateway starts more on demand, on the policy's `shape` (its
-  `EnsureInstance`), as a concurrency-based autoscaler (Knative's) does. A request served by
+  `EnsureInstance`; the count is `smiless.policy.ondemand`'s, as the optimizer's). A request served by
   an instance that was not ready when the request reached the stage counts as a cold start.
 - The policy's `decide` runs after every event of its app and at the `wake_at` it asked for;
   its starts take an init time drawn from the profile; its stops apply at once to idle or
