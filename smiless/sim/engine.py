@@ -12,7 +12,7 @@ Semantics (the gateway's and the optimizer's, docs/design.md §3-§5):
   serves first (so the others can expire).
 - When more requests are queued than the busy and starting instances take in their next
   round (one batch each), the gateway starts more on demand, on the policy's `shape` (its
-  `EnsureInstance`), as a concurrency-based autoscaler (Knative's) does. A request served by
+  `EnsureInstance`; the count is `smiless.policy.ondemand`'s, as the optimizer's). A request served by
   an instance that was not ready when the request reached the stage counts as a cold start.
 - The policy's `decide` runs after every event of its app and at the `wake_at` it asked for;
   its starts take an init time drawn from the profile; its stops apply at once to idle or
@@ -40,6 +40,7 @@ from typing import Any
 from smiless.accounting import Lifetime, percentile, total_cost
 from smiless.catalogue import HardwareConfig
 from smiless.policy.controller import InstanceView
+from smiless.policy.ondemand import on_demand_count
 from smiless.policy.profile import FunctionProfile
 from smiless.sim.model import Noise, SimApp, profile_on
 from smiless.sim.policy import Policy
@@ -403,12 +404,9 @@ class _Sim:
         q = st.queues[f]
         # busy and starting instances each take a batch in their next round
         coming = sum(i.batch for i in st.insts[f] if not i.stop_pending and i.idle_since is None)
-        need = len(q) - coming
-        name = st.names[f]
-        while need > 0:
-            config, batch = st.policy.shape(name)
+        config, batch = st.policy.shape(st.names[f])
+        for _ in range(on_demand_count(len(q), coming, batch)):
             self.start(st, f, config, batch, now, "on demand")
-            need -= max(1, batch)
 
     def serve(self, st: _App, inst: _Instance, now: float) -> None:
         q = st.queues[inst.fidx]

@@ -34,8 +34,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from smiless.catalogue import HardwareConfig, Kind
-from smiless.policy.controller import Decision, InstanceView, StartInstance, StopInstance, decide
+from smiless.policy.controller import (
+    ControllerContext,
+    Decision,
+    InstanceView,
+    StartInstance,
+    StopInstance,
+    decide,
+)
 from smiless.policy.costmodel import Forecast
+from smiless.policy.ondemand import on_demand_shape
 from smiless.policy.predictors import burst_span, fft_extrapolate
 from smiless.policy.search import DEFAULT_HEADROOM, Plan, sla_aware_plan
 from smiless.policy.workflow import all_paths, timing
@@ -150,18 +158,22 @@ class SmilessPolicy(Policy):
 
     def decide(self, now: float, instances: Sequence[InstanceView]) -> Decision:
         return decide(
-            self.plan,
-            now,
-            instances,
-            active=self.active,
-            inflight=self.inflight,
-            previous=self.previous,
-            arrived=self.arrived,
+            ControllerContext(
+                self.plan,
+                now,
+                instances,
+                active=self.active,
+                inflight=self.inflight,
+                previous=self.previous,
+                arrived=self.arrived,
+            )
         )
 
     def shape(self, function: str) -> tuple[str, int]:
         fp = self.plan.functions[function]
-        return fp.instance_config, fp.batch
+        shape = on_demand_shape(fp.instance_config, fp.config, fp.batch)
+        assert shape is not None  # every config runs in the simulator
+        return shape
 
 
 def _as_entry(plan: Plan) -> Plan:

@@ -17,6 +17,7 @@ from smiless.config import SERVICE_NAMES, Settings
 from smiless.policy.costmodel import Forecast
 from smiless.policy.profile import FunctionProfile, InferenceModel, InitModel
 from smiless.policy.search import fast_plan
+from smiless.services.optimizer.controller import AppState
 from smiless.services.optimizer.service import OptimizerService
 from smiless.stack import LocalStack, free_port
 from smiless.store import Store
@@ -203,17 +204,15 @@ def test_a_deleted_app_is_forgotten_by_the_controller(redis_url: str) -> None:
                 }
             }
             plan = fast_plan(["m"], [], 4.0, prof, svc.catalogue, Forecast(10.0))
-            svc.plans["gone"] = plan  # planned while the predictor was up
-            ctl.keys["gone"], ctl.planned_at["gone"], ctl.last_seen["gone"] = (1,), time.time(), None
-            ctl.previous["gone"] = plan
+            svc.planner.plans["gone"] = plan  # planned while the predictor was up
+            ctl.apps["gone"] = AppState(key=(1,), planned_at=time.time(), previous=plan)
             await ctl.tick()
-            assert "gone" in svc.plans and "gone" in ctl.keys  # still registered: still controlled
+            assert svc.planner.latest("gone") is plan and "gone" in ctl.apps  # still registered
             assert await store.delete_app("gone")
             await ctl.tick()
-            kept = (svc.plans, ctl.keys, ctl.planned_at, ctl.last_seen, ctl.previous, ctl.reported)
-            assert all("gone" not in d for d in kept)
+            assert svc.planner.latest("gone") is None and "gone" not in ctl.apps
         finally:
-            await ctl.close()
+            await svc.stop()
             await store.close()
 
     asyncio.run(run())

@@ -12,7 +12,8 @@ from smiless.policy.costmodel import Forecast
 from smiless.policy.profile import load_reference_profiles
 from smiless.policy.search import fast_plan
 from smiless.protoutil import get_seconds
-from smiless.services.optimizer.planning import forecast_from_proto, plan_to_proto
+from smiless.services.optimizer.forecasts import forecast_key, forecast_of
+from smiless.services.optimizer.planning import plan_to_proto
 from smiless.v1 import predictor_pb2
 
 
@@ -30,30 +31,28 @@ def _answer(**fields: float) -> predictor_pb2.PredictResponse:
 
 
 def test_the_burst_is_the_predictors_and_the_slot_when_it_gives_none() -> None:
-    forecast, since = forecast_from_proto(_answer(burst=0.0))
+    forecast, since = forecast_of(_answer(burst=0.0))
     assert (forecast.it_s, forecast.count, forecast.keep_alive_s, forecast.burst_s) == (6.0, 5, 10.0, 0.0)
     assert since == 1_700_000_000.0
-    assert forecast_from_proto(_answer(burst=0.75))[0].burst_s == 0.75
+    assert forecast_of(_answer(burst=0.75))[0].burst_s == 0.75
     # an older predictor does not send it: its requests may take the whole slot to come
-    assert forecast_from_proto(_answer())[0].burst_s == 2.0
+    assert forecast_of(_answer())[0].burst_s == 2.0
 
 
 def test_no_predicted_arrival_is_an_infinite_it() -> None:
     resp = _answer(burst=0.0)
     resp.next_it.FromNanoseconds(0)
-    assert math.isinf(forecast_from_proto(resp)[0].it_s)
+    assert math.isinf(forecast_of(resp)[0].it_s)
 
 
 def test_the_median_it_is_the_predictors_when_it_sends_one() -> None:
-    assert forecast_from_proto(_answer(burst=0.0, median=14.0))[0].it_median_s == 14.0
-    assert forecast_from_proto(_answer(burst=0.0))[0].it_median_s is None
+    assert forecast_of(_answer(burst=0.0, median=14.0))[0].it_median_s == 14.0
+    assert forecast_of(_answer(burst=0.0))[0].it_median_s is None
 
 
 def test_a_new_median_or_burst_is_a_new_forecast_to_plan_for() -> None:
     """The controller re-plans when the forecast key changes; the median and the burst change
     the plan (sla_aware_plan, the controller's burst wait) as the IT does."""
-    from smiless.services.optimizer.controller import forecast_key
-
     base = forecast_key(_answer(burst=0.0, median=14.0))
     assert forecast_key(_answer(burst=0.0, median=14.0)) == base
     assert forecast_key(_answer(burst=0.0, median=20.0)) != base

@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import math
-import time
 
-from smiless.policy.costmodel import Forecast, Mode
+from smiless.policy.costmodel import Mode
 from smiless.policy.search import FunctionExplanation, Plan
 from smiless.protoutil import set_seconds
-from smiless.services.common import seconds
-from smiless.v1 import common_pb2, optimizer_pb2, predictor_pb2
+from smiless.v1 import common_pb2, optimizer_pb2
 
 MODE_TO_PROTO = {
     Mode.PREWARM: common_pb2.COLD_START_MODE_PREWARM,
     Mode.KEEP_ALIVE: common_pb2.COLD_START_MODE_KEEP_ALIVE,
     Mode.SCALED: common_pb2.COLD_START_MODE_SCALED,
 }
-
-
-def forecast_from_proto(pred: predictor_pb2.PredictResponse) -> tuple[Forecast, float]:
-    """The planner's forecast from the predictor's answer, and the time it counts from (the
-    last arrival; now when the app has none yet)."""
-    it_s = pred.next_it.ToNanoseconds() / 1e9
-    keep = pred.keep_alive.ToNanoseconds() / 1e9
-    # a predictor older than `burst` leaves it unset: the whole slot, as it counts one
-    burst = (pred.burst if pred.HasField("burst") else pred.slot).ToNanoseconds() / 1e9
-    median = pred.next_it_median.ToNanoseconds() / 1e9 if pred.HasField("next_it_median") else None
-    forecast = Forecast(
-        it_s if it_s > 0 else math.inf, max(1, pred.count), keep, burst, median if median else None
-    )
-    since = seconds(pred.last_arrival)
-    return forecast, since if since is not None else time.time()
 
 
 def plan_to_proto(app: str, plan: Plan, planned_at: float) -> optimizer_pb2.AppPlan:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smiless.catalogue import Kind
-from smiless.policy.controller import InstanceView, decide, warm_window
+from smiless.policy.controller import ControllerContext, Decision, InstanceView, decide, warm_window
 from smiless.policy.costmodel import Forecast, Mode
 from smiless.policy.search import Plan, fast_plan
 from tests.unit.policy.helpers import CATALOGUE, profile
@@ -21,6 +22,10 @@ PROFILES = {f: {"cpu": profile(Kind.CPU, 0.2, 0.5, 0.5, 0.01, 1.5, 0.1)} for f i
 
 def plan_for(it_s: float, now: float = 100.0, count: int = 1, sla_s: float = 3.0) -> Plan:
     return fast_plan(["a", "b"], [("a", "b")], sla_s, PROFILES, CONFIGS, Forecast(it_s, count, 1.0), now)
+
+
+def decided(plan: Plan, now: float, instances: list[InstanceView], **kw: Any) -> Decision:
+    return decide(ControllerContext(plan, now, instances, **kw))
 
 
 def view(
@@ -41,10 +46,10 @@ def test_prewarm_starts_in_the_window_and_not_before() -> None:
     plan = plan_for(30.0)
     fa = plan.functions["a"]
     assert fa.mode is Mode.PREWARM and fa.prewarm_at_s is not None
-    before = decide(plan, fa.prewarm_at_s - 1.0, [])
+    before = decided(plan, fa.prewarm_at_s - 1.0, [])
     assert not before.starts
     assert before.wake_at <= fa.prewarm_at_s  # it asks to be woken at the window
-    at = decide(plan, fa.prewarm_at_s + 0.01, [])
+    at = decided(plan, fa.prewarm_at_s + 0.01, [])
     assert [s.function for s in at.starts] == ["a"]
     assert at.starts[0].config == fa.instance_config
     # b's inputs arrive later (after a's latency): its window opens later.
@@ -58,7 +63,7 @@ def test_prewarmed_instance_is_stopped_after_serving_and_not_restarted() -> None
     assert fa.prewarm_at_s is not None
     t = fa.prewarm_at_s + 2.0
     served = view("i1", "a", fa.instance_config, idle_since=t - 0.1, served=1)
-    d = decide(plan, t, [served])
+    d = decided(plan, t, [served])
     assert [(s.instance_id, s.reason) for s in d.stops] == [("i1", "served")]
     assert not [s for s in d.starts if s.function == "a"]
 
@@ -72,11 +77,11 @@ def test_an_instance_that_served_waits_for_the_rest_of_its_burst() -> None:
     assert fa.stop_after_serving
     t = plan.now + 0.5
     one = view("i1", "a", fa.instance_config, idle_since=t - 0.1, served=1)
-    d = decide(plan, t, [one])
+    d = decided(plan, t, [one])
     assert not d.stops and d.wake_at <= plan.now + 2.0
     three = view("i1", "a", fa.instance_config, idle_since=t - 0.1, served=3)
-    assert [s.reason for s in decide(plan, t, [three]).stops] == ["served"]
-    assert [s.reason for s in decide(plan, plan.now + 2.01, [one]).stops] == ["served"]
+    assert [s.reason for s in decided(plan, t, [three]).stops] == ["served"]
+    assert [s.reason for s in decided(plan, plan.now + 2.01, [one]).stops] == ["served"]
 
 
 def test_the_burst_counts_its_own_arrivals_not_what_was_served_before() -> None:
@@ -87,18 +92,18 @@ def test_the_burst_counts_its_own_arrivals_not_what_was_served_before() -> None:
     fa = plan.functions["a"]
     t = plan.now + 0.5
     veteran = view("i1", "a", fa.instance_config, idle_since=t - 0.1, served=19)
-    assert [s.reason for s in decide(plan, t, [veteran]).stops] == ["served"]  # lifetime count
-    d = decide(plan, t, [veteran], arrived=1)
+    assert [s.reason for s in decided(plan, t, [veteran]).stops] == ["served"]  # lifetime count
+    d = decided(plan, t, [veteran], arrived=1)
     assert not d.stops and d.wake_at <= plan.now + 2.0
-    assert [s.reason for s in decide(plan, t, [veteran], arrived=3).stops] == ["served"]
-    assert [s.reason for s in decide(plan, plan.now + 2.01, [veteran], arrived=1).stops] == ["served"]
+    assert [s.reason for s in decided(plan, t, [veteran], arrived=3).stops] == ["served"]
+    assert [s.reason for s in decided(plan, plan.now + 2.01, [veteran], arrived=1).stops] == ["served"]
 
 
 def test_busy_and_starting_instances_are_never_stopped() -> None:
     plan = plan_for(30.0)
     busy = view("i1", "a", "cpu-1", idle_since=None, served=3)
     starting = view("i2", "a", "cpu-1", ready=False, idle_since=None)
-    d = decide(plan, 1e6, [busy, starting])
+    d = decided(plan, 1e6, [busy, starting])
     assert not d.stops
 
 
@@ -106,8 +111,8 @@ def test_missed_prediction_stops_after_the_grace() -> None:
     plan = plan_for(30.0)
     win = warm_window(plan, plan.functions["a"], active=True, miss_grace_s=2.0)
     idle = view("i1", "a", plan.functions["a"].instance_config, idle_since=win.start + 1.5)
-    assert not decide(plan, win.end - 0.01, [idle], miss_grace_s=2.0).stops
-    late = decide(plan, win.end + 0.01, [idle], miss_grace_s=2.0)
+    assert not decided(plan, win.end - 0.01, [idle], miss_grace_s=2.0).stops
+    late = decided(plan, win.end + 0.01, [idle], miss_grace_s=2.0)
     assert [s.reason for s in late.stops] == ["no arrival"]
 
 
@@ -122,8 +127,8 @@ def test_the_grace_is_at_least_the_init() -> None:
     served_by = plan.now + 30.0 + fa.ready_offset_s + fa.latency_s
     assert win.end == pytest.approx(served_by + fa.init_s)
     idle = view("i1", "a", fa.instance_config, idle_since=win.start + fa.init_s)
-    assert not decide(plan, served_by + 2.5, [idle], miss_grace_s=2.0).stops
-    assert [s.reason for s in decide(plan, win.end + 0.01, [idle], miss_grace_s=2.0).stops] == ["no arrival"]
+    assert not decided(plan, served_by + 2.5, [idle], miss_grace_s=2.0).stops
+    assert [s.reason for s in decided(plan, win.end + 0.01, [idle], miss_grace_s=2.0).stops] == ["no arrival"]
 
 
 def test_the_grace_reaches_the_idle_time_tail() -> None:
@@ -137,8 +142,8 @@ def test_the_grace_reaches_the_idle_time_tail() -> None:
     served_by = plan.now + 30.0 + fa.ready_offset_s + fa.latency_s
     assert win.end == pytest.approx(plan.now + 36.0 + fa.ready_offset_s + fa.latency_s)
     idle = view("i1", "a", fa.instance_config, idle_since=win.start + fa.init_s)
-    assert not decide(plan, served_by + 5.0, [idle], miss_grace_s=2.0).stops
-    assert [s.reason for s in decide(plan, win.end + 0.01, [idle], miss_grace_s=2.0).stops] == ["no arrival"]
+    assert not decided(plan, served_by + 5.0, [idle], miss_grace_s=2.0).stops
+    assert [s.reason for s in decided(plan, win.end + 0.01, [idle], miss_grace_s=2.0).stops] == ["no arrival"]
 
 
 def test_keep_alive_keeps_warm_then_expires() -> None:
@@ -147,26 +152,26 @@ def test_keep_alive_keeps_warm_then_expires() -> None:
     assert fa.mode is Mode.KEEP_ALIVE and not fa.stop_after_serving
     win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
     cfg = fa.instance_config
-    d = decide(plan, plan.now, [])
+    d = decided(plan, plan.now, [])
     assert sorted(s.function for s in d.starts) == ["a", "b"]  # warm right away
     inst = view("i1", "a", cfg, idle_since=plan.now + 0.2, served=5)
-    assert not decide(plan, win.end - 0.01, [inst]).stops
+    assert not decided(plan, win.end - 0.01, [inst]).stops
     after = win.end + fa.keep_alive_s + 0.3
-    d2 = decide(plan, after, [inst])
+    d2 = decided(plan, after, [inst])
     assert [s.reason for s in d2.stops] == ["keep-alive expired"]
     assert not [s for s in d2.starts if s.function == "a"]
 
 
 def test_inactive_app_is_not_prewarmed_but_its_instances_follow_the_rules() -> None:
     plan = plan_for(30.0)
-    assert not decide(plan, plan.now + 29.0, [], active=False).starts
+    assert not decided(plan, plan.now + 29.0, [], active=False).starts
     used = view("i1", "a", plan.functions["a"].instance_config, idle_since=plan.now, served=1)
-    assert [s.reason for s in decide(plan, plan.now + 1, [used], active=False).stops] == ["served"]
+    assert [s.reason for s in decided(plan, plan.now + 1, [used], active=False).stops] == ["served"]
 
 
 def test_no_predicted_arrival_never_starts() -> None:
     plan = plan_for(math.inf)
-    d = decide(plan, plan.now + 5.0, [])
+    d = decided(plan, plan.now + 5.0, [])
     assert not d.starts and d.wake_at == math.inf
 
 
@@ -175,13 +180,13 @@ def test_scaled_group_is_started_to_the_planned_count_and_surplus_scaled_down() 
     fa = plan.functions["a"]
     assert fa.instances >= 1
     win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
-    d = decide(plan, win.start + 0.01, [])
+    d = decided(plan, win.start + 0.01, [])
     assert sum(1 for s in d.starts if s.function == "a") == fa.instances
     extra = [
         view(f"i{k}", "a", fa.instance_config, idle_since=win.start, batch=fa.batch)
         for k in range(fa.instances + 2)
     ]
-    d2 = decide(plan, win.start + 0.01, extra)
+    d2 = decided(plan, win.start + 0.01, extra)
     assert sum(1 for s in d2.stops if s.reason == "scale down") == 2
 
 
@@ -195,9 +200,9 @@ def test_a_ready_instance_is_not_scaled_down_for_one_still_starting() -> None:
     t = win.start + 0.5
     ready = view("ready", "a", fa.instance_config, idle_since=t - 0.2)
     starting = view("starting", "a", fa.instance_config, ready=False, idle_since=None, started_at=t - 0.1)
-    assert not decide(plan, t, [ready, starting]).stops
+    assert not decided(plan, t, [ready, starting]).stops
     # both ready: one is surplus, and it goes
-    both = decide(plan, t, [ready, view("later", "a", fa.instance_config, idle_since=t - 0.1)])
+    both = decided(plan, t, [ready, view("later", "a", fa.instance_config, idle_since=t - 0.1)])
     assert [s.reason for s in both.stops] == ["scale down"]
 
 
@@ -211,15 +216,15 @@ def test_capacity_is_counted_in_batch_slots() -> None:
     assert (fa.instances, fa.batch) == (1, 4)
     win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
     one = [view("i0", "a", fa.instance_config, idle_since=win.start, batch=1)]
-    d = decide(plan, win.start + 0.01, one)
+    d = decided(plan, win.start + 0.01, one)
     assert [s.function for s in d.starts if s.function == "a"] == ["a"]
     three = [view(f"i{k}", "a", fa.instance_config, idle_since=win.start, batch=1) for k in range(3)]
-    assert not [s for s in decide(plan, win.start + 0.01, three).starts if s.function == "a"]
+    assert not [s for s in decided(plan, win.start + 0.01, three).starts if s.function == "a"]
     four = [*three, view("i3", "a", fa.instance_config, idle_since=win.start, batch=1)]
-    assert not [s for s in decide(plan, win.start + 0.01, four).starts if s.function == "a"]
+    assert not [s for s in decided(plan, win.start + 0.01, four).starts if s.function == "a"]
     # a batch the caller does not know (the service's workers) is the plan's on its config
     unknown = view("u", "a", fa.instance_config, idle_since=win.start)
-    assert not [s for s in decide(plan, win.start + 0.01, [unknown]).starts if s.function == "a"]
+    assert not [s for s in decided(plan, win.start + 0.01, [unknown]).starts if s.function == "a"]
 
 
 def test_a_shortfall_waits_a_second_round_only_inside_the_latency_target() -> None:
@@ -233,7 +238,7 @@ def test_a_shortfall_waits_a_second_round_only_inside_the_latency_target() -> No
         assert (fa.instances, fa.batch, round(plan.latency_s, 2)) == (1, 4, 1.62)
         win = warm_window(plan, fa, active=True, miss_grace_s=2.0)
         three = view("b3", "a", fa.instance_config, idle_since=win.start, batch=3)
-        d = decide(plan, win.start + 0.01, [three])
+        d = decided(plan, win.start + 0.01, [three])
         assert len([s for s in d.starts if s.function == "a"]) == starts, sla
 
 
@@ -247,11 +252,11 @@ def test_requests_in_flight_keep_their_window() -> None:
     assert fb.stop_after_serving
     t = plan.now + fb.ready_offset_s + 0.5
     served = view("i1", "b", fb.instance_config, idle_since=t - 0.1, served=1)
-    assert [s.reason for s in decide(plan, t, [served]).stops] == ["served"]
-    assert not decide(plan, t, [served], inflight={"a": 0, "b": 1}).stops
-    d = decide(plan, t, [], inflight={"a": 0, "b": 2})
+    assert [s.reason for s in decided(plan, t, [served]).stops] == ["served"]
+    assert not decided(plan, t, [served], inflight={"a": 0, "b": 1}).stops
+    d = decided(plan, t, [], inflight={"a": 0, "b": 2})
     assert [(s.function, s.reason) for s in d.starts] == [("b", "in flight")] * -(-2 // fb.batch)
-    assert not decide(plan, t, []).starts  # the next arrival's window is 30 s away
+    assert not decided(plan, t, []).starts  # the next arrival's window is 30 s away
 
 
 def test_requests_in_flight_count_the_instances_on_other_configs() -> None:
@@ -267,8 +272,8 @@ def test_requests_in_flight_count_the_instances_on_other_configs() -> None:
     t = plan.now + fb.ready_offset_s - fb.init_s
     assert t > plan.now
     old = view("old", "b", "cpu-8", idle_since=t - 0.1)
-    assert not [s for s in decide(plan, t, [old], inflight={"a": 0, "b": 1}).starts if s.function == "b"]
-    d = decide(plan, t, [old], inflight={"a": 0, "b": 3})
+    assert not [s for s in decided(plan, t, [old], inflight={"a": 0, "b": 1}).starts if s.function == "b"]
+    d = decided(plan, t, [old], inflight={"a": 0, "b": 3})
     assert [(s.function, s.reason) for s in d.starts] == [("b", "in flight")] * -(-2 // fb.batch)
 
 
@@ -287,17 +292,17 @@ def test_requests_in_flight_are_started_in_the_shape_planned_for_them() -> None:
     assert (fb.instance_config, pb.instance_config) == ("cpu-1", "cpu-2")
     t = plan.now + fb.ready_offset_s - fb.init_s
     pending = {"a": 0, "b": 7}
-    d = decide(plan, t, [], inflight=pending, previous=previous)
+    d = decided(plan, t, [], inflight=pending, previous=previous)
     shapes = [(s.config, s.batch, s.reason) for s in d.starts if s.function == "b"]
     assert shapes == [("cpu-2", pb.batch, "in flight")] * -(-7 // pb.batch)
-    alone = decide(plan, t, [], inflight=pending)
+    alone = decided(plan, t, [], inflight=pending)
     assert {(s.config, s.batch) for s in alone.starts if s.function == "b"} == {("cpu-1", None)}
     # while they start (their batch not known yet), they count as the shape they were started in
     starting = [
         view(f"s{k}", "b", "cpu-2", ready=False, idle_since=None, started_at=t) for k in range(len(shapes))
     ]
     assert not [
-        s for s in decide(plan, t, starting, inflight=pending, previous=previous).starts if s.function == "b"
+        s for s in decided(plan, t, starting, inflight=pending, previous=previous).starts if s.function == "b"
     ]
 
 
@@ -307,9 +312,9 @@ def test_a_much_dearer_config_is_replaced_once_the_planned_one_is_ready() -> Non
     cfg = plan.functions["a"].instance_config
     assert cfg == "cpu-1"  # the SLA is easy: the cheapest config
     old = view("old", "a", "cpu-8", idle_since=plan.now)  # 8 x the price: not kept
-    assert not decide(plan, plan.now + 0.1, [old]).stops  # nothing planned ready yet
+    assert not decided(plan, plan.now + 0.1, [old]).stops  # nothing planned ready yet
     new = view("new", "a", cfg, idle_since=plan.now)
-    d = decide(plan, plan.now + 0.1, [old, new])
+    d = decided(plan, plan.now + 0.1, [old, new])
     assert [(s.instance_id, s.reason) for s in d.stops] == [("old", "config changed")]
 
 
@@ -320,21 +325,21 @@ def test_a_config_change_that_is_not_materially_cheaper_keeps_the_instance() -> 
     fa = plan.functions["a"]
     assert fa.instance_config == "cpu-1" and fa.instances == 1
     old = view("old", "a", "cpu-2", idle_since=plan.now)
-    d = decide(plan, plan.now + 0.1, [old])
+    d = decided(plan, plan.now + 0.1, [old])
     assert not d.stops
     assert not [s for s in d.starts if s.function == "a"]
     # with a planned one ready as well, the cpu-2 one is surplus: held for the break-even
     # time (max(keep-alive, init)), then scaled down (the longest idle first)
     new = view("new", "a", "cpu-1", idle_since=plan.now + 0.05)
     hold = max(fa.keep_alive_s, fa.init_s)
-    assert not decide(plan, plan.now + 0.1, [old, new]).stops
-    late = decide(plan, plan.now + hold + 0.01, [old, new])
+    assert not decided(plan, plan.now + 0.1, [old, new]).stops
+    late = decided(plan, plan.now + hold + 0.01, [old, new])
     assert [(s.instance_id, s.reason) for s in late.stops] == [("old", "scale down")]
 
 
 def test_functions_gone_from_the_plan_are_stopped() -> None:
     plan = plan_for(30.0)
-    d = decide(plan, plan.now, [view("x", "removed", "cpu-1", idle_since=plan.now)])
+    d = decided(plan, plan.now, [view("x", "removed", "cpu-1", idle_since=plan.now)])
     assert [(s.instance_id, s.reason) for s in d.stops] == [("x", "not in the plan")]
 
 
@@ -357,7 +362,7 @@ def test_decisions_are_consistent(it: float, count: int, offset: float, n_idle: 
         for k in range(n_idle)
     ]
     insts.append(view("busy", "b", plan.functions["b"].instance_config, idle_since=None, served=1))
-    d = decide(plan, now, insts)
+    d = decided(plan, now, insts)
     assert "busy" not in {s.instance_id for s in d.stops}
     for f, fp in plan.functions.items():
         assert sum(1 for s in d.starts if s.function == f) <= fp.instances
@@ -395,17 +400,17 @@ def test_an_instance_on_another_config_is_judged_at_the_batch_it_serves() -> Non
 
     def ner_starts(batch: int | None) -> int:
         inst = InstanceView("old", "ner", "cpu-1", True, 0.0, plan.now, 3, batch, cpu1)
-        return sum(1 for s in decide(plan, t, [*kept, inst]).starts if s.function == "ner")
+        return sum(1 for s in decided(plan, t, [*kept, inst]).starts if s.function == "ner")
 
     assert ner_starts(7) == 1
     # batch unknown (the service's view): the plan's batch of 7 is what reaches it, so with a
     # planned instance ready it is replaced, not held as a surplus
     unknown = InstanceView("old", "ner", "cpu-1", True, 0.0, plan.now, 3, None, cpu1)
     ready = view("new", "ner", fp.instance_config, idle_since=plan.now, batch=7)
-    d = decide(plan, t, [*kept, unknown, ready])
+    d = decided(plan, t, [*kept, unknown, ready])
     assert [(s.instance_id, s.reason) for s in d.stops if s.function == "ner"] == [("old", "config changed")]
     one = [InstanceView(f"old{k}", "ner", "cpu-1", True, 0.0, plan.now, 3, 1, cpu1) for k in range(7)]
-    assert not [s for s in decide(plan, t, [*kept, *one]).starts if s.function == "ner"]
+    assert not [s for s in decided(plan, t, [*kept, *one]).starts if s.function == "ner"]
 
 
 def test_instances_on_another_config_serve_until_enough_planned_ones_are_ready() -> None:
@@ -419,9 +424,9 @@ def test_instances_on_another_config_serve_until_enough_planned_ones_are_ready()
     old = [view(f"old{k}", "a", "cpu-8", idle_since=plan.now) for k in range(2)]
     new = [view(f"new{k}", "a", "cpu-1", idle_since=plan.now, batch=1) for k in range(3)]
     inflight = {"a": 3, "b": 0}
-    one_ready = decide(plan, t, [*old, new[0]], inflight=inflight)
+    one_ready = decided(plan, t, [*old, new[0]], inflight=inflight)
     assert not [s for s in one_ready.stops if s.reason == "config changed"]
-    all_ready = decide(plan, t, [*old, *new], inflight=inflight)
+    all_ready = decided(plan, t, [*old, *new], inflight=inflight)
     assert sorted(s.instance_id for s in all_ready.stops if s.reason == "config changed") == ["old0", "old1"]
 
 
@@ -435,10 +440,10 @@ def test_requests_in_flight_keep_the_instances_they_need_from_scale_down() -> No
     assert (fb.instances, fb.init_s > fb.ready_offset_s) == (1, True)
     now = plan.now + 0.01
     three = [view(f"b{k}", "b", fb.instance_config, idle_since=now - 100, batch=fb.batch) for k in range(3)]
-    busy = decide(plan, now, three, inflight={"a": 0, "b": 3 * fb.batch})
+    busy = decided(plan, now, three, inflight={"a": 0, "b": 3 * fb.batch})
     assert not [s for s in busy.stops if s.function == "b"]
     assert not [s for s in busy.starts if s.function == "b"]
-    two = decide(plan, now, three, inflight={"a": 0, "b": 2 * fb.batch})
+    two = decided(plan, now, three, inflight={"a": 0, "b": 2 * fb.batch})
     assert [s.reason for s in two.stops if s.function == "b"] == ["scale down"]
-    done = decide(plan, now, three, inflight={"a": 0, "b": 0})
+    done = decided(plan, now, three, inflight={"a": 0, "b": 0})
     assert [s.reason for s in done.stops if s.function == "b"] == ["scale down"] * 2
