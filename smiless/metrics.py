@@ -35,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from smiless import accounting, logs
-from smiless.protoutil import status_code
+from smiless.protoutil import get_seconds, status_code
 from smiless.store import Store
 from smiless.v1 import common_pb2, gateway_pb2
 
@@ -121,9 +121,9 @@ def _child(metric: Any, *labels: str) -> Any:
 def observe_invocation(response: gateway_pb2.InvokeResponse, app: str) -> None:
     """Count one answered invocation and its stages."""
     _child(INVOCATIONS, app, "ok" if response.sla_met else "sla_violated").inc()
-    _child(INVOCATION_LATENCY, app).observe(response.latency.ToNanoseconds() / 1e9)
+    _child(INVOCATION_LATENCY, app).observe(get_seconds(response.latency))
     for st in response.stages:
-        _child(STAGE_LATENCY, app, st.function).observe(st.latency.ToNanoseconds() / 1e9)
+        _child(STAGE_LATENCY, app, st.function).observe(get_seconds(st.latency))
         if st.cold:
             _child(COLD_STAGES, app, st.function).inc()
     if response.cold:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from smiless.catalogue import Kind
 from smiless.policy.profile import FunctionProfile, InferenceModel, InitModel, InitPhase
-from smiless.protoutil import set_seconds
+from smiless.protoutil import get_seconds, set_seconds
 from smiless.v1 import common_pb2, profiler_pb2
 
 KIND_TO_PROTO = {Kind.CPU: common_pb2.HARDWARE_KIND_CPU, Kind.GPU: common_pb2.HARDWARE_KIND_GPU}
@@ -31,9 +31,7 @@ def inference_to_proto(model: InferenceModel, mape: float) -> profiler_pb2.Infer
 def from_proto(p: profiler_pb2.Profile) -> FunctionProfile:
     """The planner's view of a stored profile."""
     inf = p.inference
-    phases = tuple(
-        InitPhase(d.name, d.mean.ToNanoseconds() / 1e9, d.stddev.ToNanoseconds() / 1e9) for d in p.init_phases
-    )
+    phases = tuple(InitPhase(d.name, get_seconds(d.mean), get_seconds(d.stddev)) for d in p.init_phases)
     return FunctionProfile(
         model=p.model,
         kind=KIND_FROM_PROTO[p.kind],

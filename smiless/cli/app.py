@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from rich.console import Console
 
 from smiless.config import Settings
+from smiless.protoutil import get_seconds
 from smiless.v1 import gateway_pb2_grpc
 
 app = typer.Typer(
@@ -101,5 +102,5 @@ def print_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2) + "\n")
 
 
-def secs(d: Any) -> float:
-    return float(d.ToNanoseconds()) / 1e9
+secs = get_seconds
+"""Seconds of a Duration or Timestamp, as every command prints them."""

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from smiless.cli.app import JsonOpt, app, connect, console, fail, print_json, secs, to_dict
+from smiless.protoutil import set_seconds
 from smiless.trace import DEFAULT_TRACE
 from smiless.v1 import predictor_pb2, predictor_pb2_grpc
 
@@ -87,7 +88,7 @@ def history_load(
     times = arrivals_from_counts(counts, seconds_per_minute, spread=spread, start=start)  # type: ignore[arg-type]
     req = predictor_pb2.LoadHistoryRequest(app=name, replace=replace)
     for t in times:
-        req.arrivals.add().FromNanoseconds(round(float(t) * 1e9))
+        set_seconds(req.arrivals.add(), float(t))
     with connect("predictor", predictor) as ch:
         try:
             resp = predictor_pb2_grpc.PredictorStub(ch).LoadHistory(req, timeout=60)

@@ -11,13 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from smiless.cli.app import JsonOpt, app, connect, console, fail, print_json, to_dict
+from smiless.protoutil import get_seconds
 from smiless.v1 import common_pb2, profiler_pb2, profiler_pb2_grpc
 
 KIND = {common_pb2.HARDWARE_KIND_CPU: "cpu", common_pb2.HARDWARE_KIND_GPU: "gpu"}
-
-
-def _secs(d: object) -> float:
-    return float(d.ToNanoseconds()) / 1e9  # type: ignore[attr-defined]
 
 
 def render(p: profiler_pb2.Profile) -> None:
@@ -31,9 +28,9 @@ def render(p: profiler_pb2.Profile) -> None:
     for col in ("phase", "μ ms", "σ ms"):
         phases.add_column(col)
     for ph in p.init_phases:
-        phases.add_row(ph.name, f"{_secs(ph.mean) * 1000:.1f}", f"{_secs(ph.stddev) * 1000:.1f}")
-    total_mu = sum(_secs(ph.mean) for ph in p.init_phases)
-    total_sd = sum(_secs(ph.stddev) ** 2 for ph in p.init_phases) ** 0.5
+        phases.add_row(ph.name, f"{get_seconds(ph.mean) * 1000:.1f}", f"{get_seconds(ph.stddev) * 1000:.1f}")
+    total_mu = sum(get_seconds(ph.mean) for ph in p.init_phases)
+    total_sd = sum(get_seconds(ph.stddev) ** 2 for ph in p.init_phases) ** 0.5
     phases.add_row("[bold]total[/bold]", f"{total_mu * 1000:.1f}", f"{total_sd * 1000:.1f}")
     console.print(phases)
     points = Table(title="warm latency")
@@ -45,9 +42,9 @@ def render(p: profiler_pb2.Profile) -> None:
         points.add_row(
             pt.config,
             str(pt.batch_size),
-            f"{_secs(pt.median) * 1000:.2f}",
-            f"{_secs(pt.p10) * 1000:.2f}",
-            f"{_secs(pt.p90) * 1000:.2f}",
+            f"{get_seconds(pt.median) * 1000:.2f}",
+            f"{get_seconds(pt.p10) * 1000:.2f}",
+            f"{get_seconds(pt.p90) * 1000:.2f}",
             str(pt.repetitions),
             f"{model_ms:.2f}",
         )
@@ -70,9 +67,9 @@ def plot(profiles: list[profiler_pb2.Profile], out: Path) -> None:
             pts = sorted((pt for pt in p.points if pt.config == config), key=lambda pt: pt.batch_size)
             r = float(config.split("-")[-1])
             b = [pt.batch_size for pt in pts]
-            med = [_secs(pt.median) * 1000 for pt in pts]
-            lo = [m - _secs(pt.p10) * 1000 for m, pt in zip(med, pts, strict=True)]
-            hi = [_secs(pt.p90) * 1000 - m for m, pt in zip(med, pts, strict=True)]
+            med = [get_seconds(pt.median) * 1000 for pt in pts]
+            lo = [m - get_seconds(pt.p10) * 1000 for m, pt in zip(med, pts, strict=True)]
+            hi = [get_seconds(pt.p90) * 1000 - m for m, pt in zip(med, pts, strict=True)]
             line = ax.errorbar(b, med, yerr=[lo, hi], fmt="o", capsize=3, label=f"{config} measured")
             xs = [x / 4 for x in range(4, 4 * max(b) + 1)]
             ax.plot(

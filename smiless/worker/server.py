@@ -17,7 +17,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from smiless import tensors, zoo
-from smiless.protoutil import get_seconds
+from smiless.protoutil import get_seconds, set_seconds
 from smiless.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from smiless.worker import COALESCE_KEY, COALESCE_MAX_BYTES
 
@@ -46,7 +46,7 @@ class ZooNet(Protocol):
 
 def _phase(name: str, seconds: float) -> common_pb2.InitPhase:
     p = common_pb2.InitPhase(name=name)
-    p.duration.FromNanoseconds(max(0, round(seconds * 1e9)))
+    set_seconds(p.duration, seconds)
     return p
 
 
@@ -142,7 +142,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         self.served += n
         resp = worker_pb2.InferResponse() if into is None else into
         resp.outputs.extend([tensors.to_proto(o) for o in outputs])
-        resp.inference_time.FromNanoseconds(round(seconds * 1e9))
+        set_seconds(resp.inference_time, seconds)
         return resp
 
     @staticmethod
@@ -264,7 +264,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
             in_flight=self.in_flight,
         )
         if self.in_flight == 0:
-            resp.idle_since.FromNanoseconds(round(self.idle_since * 1e9))
+            set_seconds(resp.idle_since, self.idle_since)
         return resp
 
 

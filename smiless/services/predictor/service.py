@@ -22,6 +22,7 @@ from smiless import logs
 from smiless.aio import stop_task
 from smiless.config import Settings
 from smiless.policy.predictors import Predictor, SlotSeries, burst_span, load_predictor, make_predictor
+from smiless.protoutil import get_seconds, set_seconds
 from smiless.server import RpcError, rpc
 from smiless.services.common import require_app, seconds
 from smiless.services.predictor.history import ArrivalHistory, FloatArray
@@ -140,16 +141,16 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
             recent_error=pred.recent_error or 0.0,
             reason=pred.reason,
         )
-        resp.next_it.FromNanoseconds(round(pred.it_slots * slot * 1e9))
+        set_seconds(resp.next_it, pred.it_slots * slot)
         keep = pred.keep_alive_slots if pred.keep_alive_slots is not None else 0
-        resp.keep_alive.FromNanoseconds(round(keep * slot * 1e9))
-        resp.predicted_at.FromNanoseconds(round(now * 1e9))
-        resp.slot.FromNanoseconds(round(slot * 1e9))
-        resp.burst.FromNanoseconds(round(burst_span(arrivals, slot) * 1e9))
+        set_seconds(resp.keep_alive, keep * slot)
+        set_seconds(resp.predicted_at, now)
+        set_seconds(resp.slot, slot)
+        set_seconds(resp.burst, burst_span(arrivals, slot))
         if pred.it_median_slots is not None:
-            resp.next_it_median.FromNanoseconds(round(pred.it_median_slots * slot * 1e9))
+            set_seconds(resp.next_it_median, pred.it_median_slots * slot)
         if arrivals.size:
-            resp.last_arrival.FromNanoseconds(round(float(arrivals[-1]) * 1e9))
+            set_seconds(resp.last_arrival, float(arrivals[-1]))
         return resp
 
     @rpc
@@ -157,7 +158,7 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
         self, request: predictor_pb2.LoadHistoryRequest, context: grpc.aio.ServicerContext
     ) -> predictor_pb2.LoadHistoryResponse:
         await require_app(self.store, request.app)
-        times = [t.ToNanoseconds() / 1e9 for t in request.arrivals]
+        times = [get_seconds(t) for t in request.arrivals]
         now = time.time()
         for i, t in enumerate(times):
             if i and t < times[i - 1]:
@@ -190,5 +191,5 @@ class PredictorService(predictor_pb2_grpc.PredictorServicer):
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "end: before start")
         resp = predictor_pb2.GetHistoryResponse(app=request.app)
         for t in await self.store.arrivals(request.app, start, end):
-            resp.arrivals.add().FromNanoseconds(round(t * 1e9))
+            set_seconds(resp.arrivals.add(), t)
         return resp

@@ -26,6 +26,7 @@ from smiless.backends.base import BackendError, WorkerBackend
 from smiless.catalogue import HardwareConfig, Kind, load_catalogue, mark_runnable
 from smiless.config import Settings
 from smiless.policy.fitting import FitError, LatencySample, drift, fit_inference, fit_init, merge_points
+from smiless.protoutil import get_seconds, set_seconds
 from smiless.server import RpcError, rpc
 from smiless.services.profiler import measure
 from smiless.store import Store
@@ -103,9 +104,7 @@ class ProfilerService(profiler_pb2_grpc.ProfilerServicer):
             if not recent or seen <= self.settings.refit_drift:
                 continue
             measured = [
-                LatencySample(
-                    pt.batch_size, self.catalogue[pt.config].resource, pt.median.ToNanoseconds() / 1e9
-                )
+                LatencySample(pt.batch_size, self.catalogue[pt.config].resource, get_seconds(pt.median))
                 for pt in profile.points
                 if pt.config in self.catalogue
             ]
@@ -288,7 +287,7 @@ class ProfilerService(profiler_pb2_grpc.ProfilerServicer):
         for s, r in warms:
             point = profile.points.add(config=s.config, batch_size=s.index, repetitions=int(r["reps"]))
             for field in ("median", "p10", "p90"):
-                getattr(point, field).FromNanoseconds(round(r[field] * 1e9))
+                set_seconds(getattr(point, field), r[field])
         await self.store.put_profile(profile, kind.value)
         logs.event(
             log, "profile stored", model=spec.name, kind=kind.value, version=version, mape=round(fit.mape, 4)
